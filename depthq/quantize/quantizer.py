@@ -1,0 +1,414 @@
+"""Depthwise Quantization (DQ): one codebook per slice of a feature tensor.
+
+Fostiropoulos & Itti, "Implicit Feature Decoupling with Depthwise Quantization", CVPR 2022.
+The tensor is split along an axis into M sub-tensors and every D-dim vector of sub-tensor m is
+replaced by its nearest code in codebook m, so M codebooks of K codes give K^M distinct outputs
+per position for a cost of M*K code vectors (shared/spec.md, sections 1-2).
+
+The same module covers the special cases (see the class methods):
+
+- ``M = 1``: VQ, as in VQ-VAE (:meth:`DepthwiseQuantizer.vq`);
+- a (B, C) input cut into M sub-vectors: product quantization (:meth:`DepthwiseQuantizer.product`);
+- ``D = 1``: a learned scalar quantizer per channel (:meth:`DepthwiseQuantizer.scalar`);
+- ``coupled=True``: the official code's "coupled" VQ baseline, M codebooks on one shared
+  D-dim input (:meth:`DepthwiseQuantizer.coupled`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from depthq.quantize import codebook as cb
+from depthq.quantize import distributed
+from depthq.quantize.layout import AXES, layout_for_indices, layout_for_input
+from depthq.quantize.search import gather_codes, nearest_codes
+
+LEARNING = ("ema", "gradient")
+
+
+@dataclass
+class QuantizerOutput:
+    """What a forward pass returns.
+
+    Attributes:
+        quantized: the input's shape (M*D channels for ``coupled``); values are the codes,
+            gradients pass straight through to the input.
+        indices: int64 codes, e.g. (B, M, H, W) for a map (see :mod:`depthq.quantize.layout`).
+        loss: the quantizer's loss term: ``beta * commitment`` with EMA codebooks, plus
+            ``codebook_loss`` when codebooks are learned by gradient.
+        commitment: mean ||x - sg(q)||^2 (unweighted).
+        codebook_loss: mean ||sg(x) - q||^2 for gradient-learned codebooks, else 0.
+        perplexity: (M,) exp(entropy) of each codebook's code frequencies in this batch.
+        usage: (M,) fraction of each codebook's codes used at least once in this batch.
+        counts: (M, K) vectors assigned to each code in this batch (all ranks when training
+            under torch.distributed).
+    """
+
+    quantized: Tensor
+    indices: Tensor
+    loss: Tensor
+    commitment: Tensor
+    codebook_loss: Tensor
+    perplexity: Tensor
+    usage: Tensor
+    counts: Tensor
+
+
+class _StraightThrough(torch.autograd.Function):
+    """quantized = codes (exactly) and commitment = mean((x - codes)^2), in one node.
+
+    Forward returns the codes bit-for-bit (so ``decode`` reproduces ``quantized``) and the fp32
+    commitment loss; backward gives ``grad_quantized + grad_commitment * 2 (x - codes) / n``
+    to x, i.e. the straight-through estimator ``x + sg(q - x)`` plus the commitment gradient,
+    computed in the input's own layout without extra permutes.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        ctx.save_for_backward(x, codes)
+        commitment = F.mse_loss(x.float(), codes)
+        out = codes if codes.dtype == x.dtype else codes.to(x.dtype)
+        return out.view_as(out), commitment
+
+    @staticmethod
+    def backward(ctx, grad_q: Tensor | None, grad_c: Tensor | None):  # noqa: D102
+        x, codes = ctx.saved_tensors
+        grad = None
+        if grad_c is not None:
+            grad = (x.float() - codes).mul_(grad_c * (2.0 / x.numel())).to(x.dtype)
+        if grad_q is not None:
+            grad = grad_q if grad is None else grad.add_(grad_q)
+        return grad, None
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class DepthwiseQuantizer(nn.Module):
+    """M codebooks of K codes of dimension D, each quantizing its own slice of the input.
+
+    Example::
+
+        dq = DepthwiseQuantizer(num_codebooks=5, codebook_size=32, code_dim=64)
+        x = torch.randn(8, 320, 16, 16)          # (B, M*D, H, W)
+        out = dq(x)
+        out.quantized.shape                       # (8, 320, 16, 16), straight-through
+        out.indices.shape                         # (8, 5, 16, 16), int64 in [0, 32)
+        dq.eval(); out = dq(x)
+        torch.equal(dq.decode(out.indices), out.quantized)   # True: decode reproduces it
+
+    Args:
+        num_codebooks: M. With ``axis="spatial"`` it must equal the number of rows.
+        codebook_size: K, codes per codebook.
+        code_dim: D, dimension of each code.
+        axis: "channel" (depthwise, the paper's method) or "spatial" (pixelwise rows).
+        in_channels: channels of the input; default M*D. Fewer than P*D channels are
+            zero-padded to P = ceil(in_channels / D) pieces (the paper pads VGG-16's 512
+            channels to 7 x 74 = 518). With ``axis="channel"``, P must equal M.
+        beta: weight of the commitment loss (paper: 0.25).
+        learning: "ema" (the paper's choice) or "gradient" (codebooks are a Parameter and the
+            loss gains the codebook term ||sg(x) - q||^2).
+        decay: EMA decay gamma in [0, 1] (paper 0.99). With "gradient" it still smooths the
+            usage counts that decide dead codes.
+        eps: Laplace smoothing of the EMA counts (1e-5).
+        dead_code_threshold: codes whose smoothed EMA count falls below it are moved onto
+            random vectors of the current batch (official code: 1.0); 0 disables.
+        kmeans_init: initialise the codebooks by k-means on the first training batch.
+        kmeans_iters: Lloyd iterations for ``kmeans_init``.
+        coupled: the official "coupled" baseline: the input has D channels and every codebook
+            quantizes that same vector; the output is the M quantized copies (M*D channels).
+        chunk_elements: bound on M * n * K score elements per search chunk (memory knob).
+    """
+
+    def __init__(
+        self,
+        num_codebooks: int,
+        codebook_size: int,
+        code_dim: int,
+        axis: str = "channel",
+        *,
+        in_channels: int | None = None,
+        beta: float = 0.25,
+        learning: str = "ema",
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        dead_code_threshold: float = 1.0,
+        kmeans_init: bool = False,
+        kmeans_iters: int = 10,
+        coupled: bool = False,
+        chunk_elements: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_codebooks = _positive_int("num_codebooks", num_codebooks)
+        self.codebook_size = _positive_int("codebook_size (K)", codebook_size)
+        self.code_dim = _positive_int("code_dim", code_dim)
+        if axis not in AXES:
+            raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+        if learning not in LEARNING:
+            raise ValueError(f"learning must be one of {LEARNING}, got {learning!r}")
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not dead_code_threshold >= 0:
+            raise ValueError(f"dead_code_threshold must be >= 0, got {dead_code_threshold}")
+        _positive_int("kmeans_iters", kmeans_iters)
+        if chunk_elements is not None:
+            _positive_int("chunk_elements", chunk_elements)
+        m, k, d = self.num_codebooks, self.codebook_size, self.code_dim
+        if coupled:
+            if axis != "channel":
+                raise ValueError('coupled=True is a channel-axis baseline; use axis="channel"')
+            if in_channels not in (None, d):
+                raise ValueError(
+                    f"coupled: every codebook reads the same D={d} channels, so in_channels "
+                    f"must be {d}, got {in_channels}"
+                )
+            in_channels = d
+        in_channels = m * d if in_channels is None else _positive_int("in_channels", in_channels)
+        pieces = math.ceil(in_channels / d)
+        if axis == "channel" and not coupled and pieces != m:
+            raise ValueError(
+                f'axis="channel" needs ceil(in_channels / code_dim) == num_codebooks: '
+                f"{in_channels} channels in pieces of {d} give {pieces} slices, expected {m} "
+                f"(in_channels between {(m - 1) * d + 1} and {m * d})"
+            )
+        self.axis = axis
+        self.in_channels = in_channels
+        self.beta = float(beta)
+        self.learning = learning
+        self.decay = float(decay)
+        self.eps = float(eps)
+        self.dead_code_threshold = float(dead_code_threshold)
+        self.kmeans_iters = kmeans_iters
+        self.coupled = coupled
+        self.chunk_elements = chunk_elements
+
+        embed = torch.randn(m, k, d)
+        if learning == "gradient":
+            self.embed = nn.Parameter(embed)
+        else:
+            self.register_buffer("embed", embed)
+            self.register_buffer("ema_sum", embed.clone())
+        self.register_buffer("ema_count", torch.ones(m, k))
+        self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        # Python mirror of `initialized`, so forward never reads a device tensor to decide.
+        self._needs_init = kmeans_init
+
+    # -- presets ---------------------------------------------------------------------------
+
+    @classmethod
+    def vq(cls, codebook_size: int, code_dim: int, **kwargs) -> DepthwiseQuantizer:
+        """Plain VQ (VQ-VAE): one codebook over D-dim vectors."""
+        return cls(1, codebook_size, code_dim, **kwargs)
+
+    @classmethod
+    def product(
+        cls, dim: int, num_subvectors: int, codebook_size: int, **kwargs
+    ) -> DepthwiseQuantizer:
+        """Product quantization of (B, dim) vectors cut into ``num_subvectors`` pieces.
+
+        ``dim`` need not divide evenly: the last piece is zero-padded.
+        """
+        code_dim = math.ceil(_positive_int("dim", dim) / _positive_int("num_subvectors", num_subvectors))
+        return cls(num_subvectors, codebook_size, code_dim, in_channels=dim, **kwargs)
+
+    @classmethod
+    def scalar(cls, channels: int, levels: int, **kwargs) -> DepthwiseQuantizer:
+        """A learned scalar quantizer with ``levels`` values per channel (D = 1)."""
+        return cls(channels, levels, 1, **kwargs)
+
+    @classmethod
+    def coupled_baseline(
+        cls, num_codebooks: int, codebook_size: int, code_dim: int, **kwargs
+    ) -> DepthwiseQuantizer:
+        """The official code's coupled VQ: M codebooks on one D-dim input, outputs M*D."""
+        return cls(num_codebooks, codebook_size, code_dim, coupled=True, **kwargs)
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def codebooks(self) -> Tensor:
+        """(M, K, D) fp32 codes."""
+        return self.embed
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of ``quantized``: in_channels, or M*D for the coupled baseline."""
+        return self.num_codebooks * self.code_dim if self.coupled else self.in_channels
+
+    @property
+    def bits_per_position(self) -> float:
+        """Capacity: sum of log2 K over the codebooks a position is coded with (M log2 K)."""
+        return self.num_codebooks * math.log2(self.codebook_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_codebooks={self.num_codebooks}, codebook_size={self.codebook_size}, "
+            f"code_dim={self.code_dim}, axis={self.axis!r}, in_channels={self.in_channels}, "
+            f"learning={self.learning!r}, coupled={self.coupled}"
+        )
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def _tile(self, x: Tensor) -> Tensor:
+        """Coupled baseline: check the D input channels and repeat them M times.
+
+        The gradient of the repeat sums over the M copies, as in the official code where M
+        quantizers read one projection.
+        """
+        dim = 1 if x.dim() == 4 else -1
+        if x.dim() in (2, 3, 4) and x.shape[dim] != self.code_dim:
+            where = "dim 1" if x.dim() == 4 else "the last dim"
+            raise ValueError(
+                f"coupled quantizer expects {self.code_dim} channels in {where}, "
+                f"got {x.shape[dim]} (input shape {tuple(x.shape)})"
+            )
+        reps = [1] * x.dim()
+        reps[dim] = self.num_codebooks
+        return x.repeat(reps)
+
+    def forward(self, x: Tensor) -> QuantizerOutput:
+        """Quantize ``x``; see the class docstring for shapes."""
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise TypeError(f"expected a floating-point tensor, got {type(x).__name__} "
+                            f"{getattr(x, 'dtype', '')}")
+        # Distances and statistics in fp32 whatever the surrounding autocast says.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.coupled:
+                x = self._tile(x)
+            layout = layout_for_input(
+                tuple(x.shape),
+                axis=self.axis,
+                channels=self.out_channels,
+                code_dim=self.code_dim,
+                num_codebooks=self.num_codebooks,
+            )
+            flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
+            if self.training and self._needs_init:
+                self._kmeans_init(flat)
+            idx = nearest_codes(flat, self.embed.detach(), self.chunk_elements)  # (M, N)
+            q = gather_codes(self.embed, idx)  # (M, N, D); carries grads if learned
+            codes = layout.from_codebooks(q.detach())  # input shape, fp32
+            if self.learning == "gradient":
+                codebook_loss = F.mse_loss(q, flat)
+            else:
+                codebook_loss = torch.zeros((), device=x.device)
+            counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
+            if self.training:  # after the codes were read: the update is for the next batch
+                self._update(flat, idx, counts)
+            quantized, commitment = _StraightThrough.apply(x, codes)
+            loss = codebook_loss + self.beta * commitment
+        probs = counts / counts.sum(-1, keepdim=True).clamp(min=1.0)
+        entropy = -(probs * probs.clamp(min=1e-12).log()).sum(-1)
+        return QuantizerOutput(
+            quantized=quantized,
+            indices=layout.indices_from_codebooks(idx),
+            loss=loss,
+            commitment=commitment,
+            codebook_loss=codebook_loss,
+            perplexity=entropy.exp(),
+            usage=(counts > 0).float().mean(-1),
+            counts=counts,
+        )
+
+    # -- training-time updates -------------------------------------------------------------
+
+    @torch.no_grad()
+    def _update(self, x: Tensor, idx: Tensor, counts: Tensor) -> None:
+        """EMA step and dead-code replacement for one training batch.
+
+        ``counts`` is summed over ranks in place, so the caller's usage figures are global.
+
+        Under torch.distributed, the batch counts, the batch sums and the replacement
+        candidates travel in one all-reduce, so every rank ends with identical codebooks,
+        equal to one process that saw the concatenated batch.
+        """
+        m, k, d = self.embed.shape
+        ema = self.learning == "ema"
+        stats = [counts]
+        if ema:
+            stats.append(cb.code_sums(x, idx, k))
+        replace = self.dead_code_threshold > 0
+        if replace:
+            candidates = cb.sample_vectors(x, k)  # (M, K, D) drawn from this rank's batch
+            if distributed.world_size() > 1:
+                candidates *= distributed.owner_mask(k, x.device).view(1, k, 1)
+            stats.append(candidates)
+        distributed.all_reduce_sum_(*stats)
+
+        # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
+        self.ema_count.lerp_(counts, 1.0 - self.decay)
+        if ema:
+            self.ema_sum.lerp_(stats[1], 1.0 - self.decay)
+            smoothed = cb.smoothed_counts(self.ema_count, self.eps)
+            self.embed.copy_(self.ema_sum / smoothed.unsqueeze(-1))
+        if replace:
+            dead = cb.dead_code_mask(self.ema_count, self.eps, self.dead_code_threshold)
+            dead3 = dead.unsqueeze(-1)
+            embed = torch.where(dead3, candidates, self.embed)
+            self.embed.data.copy_(embed)
+            # Reset the statistics so the EMA reproduces the new code: N = threshold, S = N*e.
+            self.ema_count.copy_(torch.where(dead, self.dead_code_threshold, self.ema_count))
+            if ema:
+                self.ema_sum.copy_(torch.where(dead3, candidates * self.ema_count.unsqueeze(-1),
+                                               self.ema_sum))
+
+    @torch.no_grad()
+    def _kmeans_init(self, x: Tensor) -> None:
+        centroids, counts = cb.kmeans(x, self.codebook_size, self.kmeans_iters)
+        self.embed.data.copy_(centroids)
+        self.ema_count.copy_(counts)
+        if self.learning == "ema":
+            self.ema_sum.copy_(centroids * counts.unsqueeze(-1))
+        self.initialized.fill_(True)
+        self._needs_init = False
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        key = prefix + "initialized"
+        if key in state_dict:
+            self._needs_init = not bool(state_dict[key])
+
+    # -- decoding and diagnostics ----------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, indices: Tensor) -> Tensor:
+        """Codes for an index tensor from ``forward``: reproduces ``quantized`` (fp32)."""
+        if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
+        layout = layout_for_indices(
+            tuple(indices.shape),
+            axis=self.axis,
+            channels=self.out_channels,
+            code_dim=self.code_dim,
+            num_codebooks=self.num_codebooks,
+        )
+        idx = layout.indices_to_codebooks(indices.long())
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.codebook_size):
+            raise ValueError(
+                f"indices must lie in [0, {self.codebook_size}), got values in "
+                f"[{int(idx.min())}, {int(idx.max())}]"
+            )
+        return layout.from_codebooks(gather_codes(self.embed, idx))
+
+    def dead_codes(self, threshold: float | None = None) -> Tensor:
+        """(M,) codes per codebook whose smoothed EMA count is below ``threshold``.
+
+        The default is the re-initialisation threshold, or 1.0 when re-initialisation is off.
+        """
+        if threshold is None:
+            threshold = self.dead_code_threshold or 1.0
+        return cb.dead_code_mask(self.ema_count, self.eps, threshold).sum(-1)
