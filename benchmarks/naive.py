@@ -62,3 +62,48 @@ class NaiveDepthwise(nn.Module):
             losses = losses + diff
             ids.append(idx)
         return torch.cat(quants, 1), torch.stack(ids, 1), losses
+
+
+class NaiveBottleneck(nn.Module):
+    """One 1x1 projection and one NaiveVQ per codebook, looped, as the official DQ-AE does.
+
+    A drop-in replacement for ``depthq.models.autoencoder.Bottleneck`` ("dq" kind): same input,
+    same M*D output channels, same loss (mean commitment over the codebooks times beta).
+    """
+
+    def __init__(self, in_channels: int, codebook_size: int, num_codebooks: int, code_dim: int,
+                 beta: float = 0.25) -> None:
+        super().__init__()
+        self.beta = beta
+        self.projections = nn.ModuleList(nn.Conv2d(in_channels, code_dim, 1) for _ in range(num_codebooks))
+        self.quantizers = nn.ModuleList(NaiveVQ(code_dim, codebook_size) for _ in range(num_codebooks))
+
+    def forward(self, h: Tensor):
+        from depthq.quantize import QuantizerOutput
+
+        quants, ids, loss = [], [], 0.0
+        for project, quantizer in zip(self.projections, self.quantizers):
+            q, diff, idx = quantizer(project(h).permute(0, 2, 3, 1))
+            quants.append(q.permute(0, 3, 1, 2))
+            ids.append(idx)
+            loss = loss + diff
+        loss = self.beta * loss / len(self.quantizers)
+        zeros = torch.zeros(len(ids))
+        return QuantizerOutput(torch.cat(quants, 1), torch.stack(ids, 1), loss, loss, loss * 0,
+                               zeros, zeros, zeros)
+
+
+def naive_autoencoder(config):
+    """The same network as ``HierarchicalAutoencoder(config)`` with naive bottlenecks.
+
+    Built from the same config under the same seed, its weights outside the bottlenecks are
+    identical to depthq's.
+    """
+    from depthq.models import HierarchicalAutoencoder
+
+    model = HierarchicalAutoencoder(config)
+    c = config
+    for level, old in enumerate(model.bottlenecks):
+        model.bottlenecks[level] = NaiveBottleneck(old.project.in_channels, c.levels[level],
+                                                   c.num_codebooks, c.code_dim, c.beta)
+    return model

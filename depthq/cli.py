@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
     from depthq import __version__
+    from depthq import demo
     from depthq.data import cli as data_cli
+    from depthq.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
         prog="depthq",
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     data_cli.register(sub)
+    train_cli.register(sub)
+    demo.register(sub)
     return parser
 
 
@@ -35,9 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # Lightning's start-up banners and tips drown the progress bar
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         # Library errors carry a message meant for the user; no traceback for those.
         print(f"depthq: error: {err}", file=sys.stderr)
         return 2

@@ -10,8 +10,9 @@ The training loader is infinite: give the trainer ``max_steps`` (``datamodule.to
 every stage has a step count) and an integer ``val_check_interval`` with
 ``check_val_every_n_epoch=None``. A schedule's steps count batches; the loader starts at
 ``trainer.global_step * trainer.accumulate_grad_batches`` when attached to a trainer (so a resumed
-run continues the exact data order), else at ``self.start_step``. Distributed training would need
-a per-rank split of each batch; it is not implemented (use a single device).
+run continues the exact data order), else at ``self.start_step``. Under distributed training
+(give the trainer ``use_distributed_sampler=False``) each step draws a global batch of
+``batch_size * world_size`` images and every rank takes its own slice.
 
 Example::
 
@@ -190,16 +191,28 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Infinite loader of training batches uint8 (B, C, H, W), from the current step on."""
         sets = [self.dataset("train", s.image_size) for s in self.stages]
+        rank, world = self._rank_and_world()
         sampler = StagedBatchSampler(self.stages, [len(x) for x in sets], self.batch_size, self.seed,
-                                     start_step=self._start_step())
+                                     start_step=self._start_step(), rank=rank, world_size=world)
         batches = StagedBatches(sets, seed=self.seed, flip=self.augment_flip, crop_padding=self.augment_crop)
         return DataLoader(batches, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(), generator=self._generator())
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: creating an iterator then never draws from the global RNG
+        (which the quantizers' code re-initialisation uses), so resuming stays exact."""
+        return torch.Generator().manual_seed(self.seed)
 
     def _eval_loader(self, images: ImageSet) -> DataLoader:
         sampler = BatchSampler(SequentialSampler(range(len(images))), self.eval_batch_size, drop_last=False)
         return DataLoader(_Batches(images), batch_size=None, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(), generator=self._generator())
 
     def val_dataloader(self, image_size: int | None = None) -> DataLoader | list:
         """The val split (at the last stage's size by default), capped at ``max_val_images``.

@@ -103,19 +103,28 @@ class StagedBatchSampler(Sampler[BatchKey]):
     Args:
         stages: the schedule.
         set_sizes: number of training images of each stage's set.
-        batch_size: images per batch; every stage's set must hold at least this many.
+        batch_size: images per batch and process; every stage's set must hold at least
+            batch_size * world_size images.
         seed: the data-order seed (>= 0).
         start_step: the first global step to yield (the trainer's step when resuming).
+        rank, world_size: under distributed training each step draws one global batch of
+            batch_size * world_size images and this process takes slice ``rank`` of it, so
+            the ranks see disjoint images and the order is the same for any rank count that
+            gives the same global batch.
     """
 
     def __init__(self, stages: Sequence[Stage], set_sizes: Sequence[int], batch_size: int, seed: int,
-                 start_step: int = 0) -> None:
+                 start_step: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.rank, self.world_size = rank, world_size
+        global_batch = batch_size * world_size
         if len(stages) != len(set_sizes):
             raise ValueError(f"{len(stages)} stages but {len(set_sizes)} set sizes")
         for stage, n in zip(stages, set_sizes):
-            if n < batch_size:
+            if n < global_batch:
                 raise ValueError(f"the {stage.image_size}x{stage.image_size} training set has {n} images, "
-                                 f"fewer than batch_size={batch_size}")
+                                 f"fewer than batch_size={batch_size} x {world_size} processes")
         if seed < 0 or start_step < 0:
             raise ValueError(f"seed and start_step must be >= 0; got {seed}, {start_step}")
         self.stages = tuple(stages)
@@ -129,13 +138,15 @@ class StagedBatchSampler(Sampler[BatchKey]):
     def batch_at(self, step: int) -> BatchKey:
         """The batch of global ``step``: a pure function of (seed, step) and the schedule."""
         stage, local = stage_index(self.stages, step)
-        per_epoch = self.set_sizes[stage] // self.batch_size
+        global_batch = self.batch_size * self.world_size
+        per_epoch = self.set_sizes[stage] // global_batch
         epoch, position = divmod(local, per_epoch)
         if self._perm_key != (stage, epoch):  # one permutation per epoch, reused by its steps
             generator = torch.Generator().manual_seed(mix_seed(self.seed, stage, epoch))
             self._perm = torch.randperm(self.set_sizes[stage], generator=generator)
             self._perm_key = (stage, epoch)
-        indices = self._perm[position * self.batch_size:(position + 1) * self.batch_size]  # type: ignore[index]
+        start = position * global_batch + self.rank * self.batch_size
+        indices = self._perm[start:start + self.batch_size]  # type: ignore[index]
         return BatchKey(step, stage, indices.sort().values)  # sorted: memory-map reads stay local
 
     def __iter__(self) -> Iterator[BatchKey]:

@@ -338,9 +338,13 @@ class DepthwiseQuantizer(nn.Module):
         """
         m, k, d = self.embed.shape
         ema = self.learning == "ema"
-        stats = [counts]
+        # A non-finite vector on any rank makes `bad` non-zero on every rank after the
+        # all-reduce, and the whole update is then dropped: one bad batch (a NaN from an
+        # exploding step) cannot poison the codebooks. No host synchronisation is needed.
+        bad = (~torch.isfinite(x.sum())).float().reshape(1)
+        stats = [counts, bad]
         if ema:
-            stats.append(cb.code_sums(x, idx, k))
+            stats.append(cb.code_sums(x, idx, k))  # (M, K, D)
         replace = self.dead_code_threshold > 0
         if replace:
             candidates = cb.sample_vectors(x, k)  # (M, K, D) drawn from this rank's batch
@@ -348,23 +352,25 @@ class DepthwiseQuantizer(nn.Module):
                 candidates *= distributed.owner_mask(k, x.device).view(1, k, 1)
             stats.append(candidates)
         distributed.all_reduce_sum_(*stats)
+        ok = bad[0] == 0
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
-        self.ema_count.lerp_(counts, 1.0 - self.decay)
+        count = self.ema_count.lerp(counts, 1.0 - self.decay)
+        embed = self.embed.detach()
         if ema:
-            self.ema_sum.lerp_(stats[1], 1.0 - self.decay)
-            smoothed = cb.smoothed_counts(self.ema_count, self.eps)
-            self.embed.copy_(self.ema_sum / smoothed.unsqueeze(-1))
+            total = self.ema_sum.lerp(stats[2], 1.0 - self.decay)
+            embed = total / cb.smoothed_counts(count, self.eps).unsqueeze(-1)
         if replace:
-            dead = cb.dead_code_mask(self.ema_count, self.eps, self.dead_code_threshold)
-            dead3 = dead.unsqueeze(-1)
-            embed = torch.where(dead3, candidates, self.embed)
-            self.embed.data.copy_(embed)
+            dead = cb.dead_code_mask(count, self.eps, self.dead_code_threshold)  # (M, K)
+            embed = torch.where(dead.unsqueeze(-1), candidates, embed)
             # Reset the statistics so the EMA reproduces the new code: N = threshold, S = N*e.
-            self.ema_count.copy_(torch.where(dead, self.dead_code_threshold, self.ema_count))
+            count = torch.where(dead, self.dead_code_threshold, count)
             if ema:
-                self.ema_sum.copy_(torch.where(dead3, candidates * self.ema_count.unsqueeze(-1),
-                                               self.ema_sum))
+                total = torch.where(dead.unsqueeze(-1), candidates * count.unsqueeze(-1), total)
+        self.ema_count.copy_(torch.where(ok, count, self.ema_count))
+        self.embed.data.copy_(torch.where(ok, embed, self.embed.detach()))
+        if ema:
+            self.ema_sum.copy_(torch.where(ok, total, self.ema_sum))
 
     @torch.no_grad()
     def _kmeans_init(self, x: Tensor) -> None:

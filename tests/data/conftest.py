@@ -40,15 +40,6 @@ def expected_images(first: int, count: int, size: int, channels: int = 3, salt: 
     return pixel_value(first + n, c, row, col, salt)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
-    """One fresh cache for the session (the photo patches are cut once) and no user data root."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEPTHQ_CACHE", str(tmp_path_factory.mktemp("depthq-cache")))
-        mp.delenv("DEPTHQ_DATA", raising=False)
-        yield
-
-
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty cache folder for this test only."""

@@ -145,3 +145,18 @@ def test_lightning_validates_on_the_val_split_or_skips_it(tmp_path):
     trainer = _trainer(tmp_path, 2, limit_val_batches=1.0, val_check_interval=1, check_val_every_n_epoch=None)
     trainer.fit(model, datamodule=ImageDataModule("photos", val_fraction=0.0))
     assert not hasattr(model, "seen_val") and len(model.seen) == 2
+
+
+def test_distributed_ranks_take_disjoint_slices_of_one_global_batch():
+    from depthq.data import Stage, StagedBatchSampler
+
+    stages = [Stage(32, 50)]
+    single = StagedBatchSampler(stages, [100], batch_size=8, seed=3)
+    ranks = [StagedBatchSampler(stages, [100], batch_size=4, seed=3, rank=r, world_size=2)
+             for r in range(2)]
+    for step in (0, 7, 12, 13):  # 12 full global batches per epoch: step 12 starts epoch 1
+        parts = [s.batch_at(step).indices for s in ranks]
+        assert not set(parts[0].tolist()) & set(parts[1].tolist())
+        assert sorted(torch.cat(parts).tolist()) == sorted(single.batch_at(step).indices.tolist())
+    with pytest.raises(ValueError, match="rank must be in"):
+        StagedBatchSampler(stages, [100], batch_size=4, seed=3, rank=2, world_size=2)

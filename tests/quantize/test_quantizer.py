@@ -360,3 +360,17 @@ def test_decode_rejects_out_of_range_indices():
 
 def test_capacity_is_m_log2_k():
     assert DepthwiseQuantizer(5, 32, 8).bits_per_position == pytest.approx(5 * math.log2(32))
+
+
+@pytest.mark.parametrize("learning", ["ema", "gradient"])
+def test_a_non_finite_batch_leaves_the_codebooks_untouched(learning):
+    torch.manual_seed(17)
+    dq = DepthwiseQuantizer(2, 8, 3, learning=learning).train()
+    before = {k: v.clone() for k, v in dq.state_dict().items()}
+    x = torch.randn(4, 6, 3, 3)
+    x[1, 2, 0, 0] = float("nan")
+    dq(x)
+    for k, v in dq.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    dq(torch.randn(4, 6, 3, 3))  # a finite batch updates as usual
+    assert not torch.equal(dq.ema_count, before["ema_count"])

@@ -1,0 +1,278 @@
+"""Run configuration: typed dataclasses read from YAML, with command-line overrides.
+
+A run has three sections, each a dataclass validated at construction::
+
+    model:  ModelConfig  (depthq.models.config), optionally starting from ``preset: small``
+    data:   DataConfig
+    train:  TrainConfig
+
+``load_config("configs/photos.yaml", ["model.levels=[64,64]", "train.steps=500"])`` reads the
+file, applies the overrides (values parsed as YAML), and builds the dataclasses. Unknown keys,
+wrong types and out-of-range values raise ``ValueError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from depthq.models.config import PRESETS, ModelConfig
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+
+
+@dataclass
+class DataConfig:
+    """Which images to train and validate on (see ``depthq.data``)."""
+
+    name: str = "photos"
+    """Data set: photos, fashion-mnist, cifar10, imagenet32, imagenet64 or folder."""
+    root: str | None = None
+    """Folder of the data set (default: $DEPTHQ_DATA/<name>, see the README's data section)."""
+    batch_size: int = 32
+    """Training images per step and device."""
+    eval_batch_size: int | None = None
+    """Batch size for validation and evaluation (default: batch_size)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    val_fraction: float = 0.05
+    """Share of the training split held out for validation (never the test split)."""
+    max_val_images: int | None = 1024
+    """Cap on the validation images used at each validation (seeded subset); null: all."""
+    augment_flip: bool = False
+    """Random horizontal flips of training batches (off for likelihood runs)."""
+    augment_crop: int = 0
+    """Random-crop padding in pixels (0: off)."""
+    schedule: list[dict] | None = None
+    """Progressive sizes: [{image_size: 32, steps: 10000}, {image_size: 64, steps: 5000}];
+    null: one stage at model.image_size for train.steps steps."""
+
+    def __post_init__(self) -> None:
+        _check_int("data.batch_size", self.batch_size, 1)
+        _check_int("data.num_workers", self.num_workers, 0)
+        _check_int("data.augment_crop", self.augment_crop, 0)
+        if self.eval_batch_size is not None:
+            _check_int("data.eval_batch_size", self.eval_batch_size, 1)
+        if self.max_val_images is not None:
+            _check_int("data.max_val_images", self.max_val_images, 1)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.schedule is not None:
+            for i, stage in enumerate(self.schedule):
+                if not isinstance(stage, dict) or set(stage) - {"image_size", "steps"}:
+                    raise ValueError(
+                        f"data.schedule[{i}] must be a mapping with image_size and steps, got {stage!r}"
+                    )
+
+
+@dataclass
+class TrainConfig:
+    """How to train (Lightning Trainer settings and the optimisation)."""
+
+    steps: int = 2000
+    """Optimizer steps in total (with a schedule: the sum of its stages' steps)."""
+    lr: float = 2e-4
+    """Adam learning rate (official code: 2e-4)."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up from 0 over this many steps."""
+    grad_clip: float = 2.0
+    """Clip the gradient norm to this value (official code: 2); 0 disables."""
+    skip_grad_norm: float | None = None
+    """Skip (and count) updates whose gradient norm exceeds this, as VDVAE does; null: never."""
+    precision: str | int = "auto"
+    """32, bf16-mixed, 16-mixed, or auto: bf16-mixed on CUDA with bf16 and on CPUs with native
+    bf16 (AMX / AVX512-BF16), 16-mixed on older GPUs, else 32."""
+    channels_last: bool | None = None
+    """Channels-last tensors for the convolutions; null: on whenever mixed precision is."""
+    accelerator: str = "auto"
+    """cpu, gpu or auto."""
+    devices: int | str = 1
+    """Devices per node (an int, or "auto")."""
+    num_nodes: int = 1
+    """Nodes for multi-node DDP (torchrun / SLURM set the rest)."""
+    strategy: str = "auto"
+    """Lightning strategy: auto (DDP when devices > 1), ddp, ddp_spawn, ..."""
+    seed: int = 0
+    """Fixes data order, initialisation and code re-initialisation."""
+    val_every: int = 500
+    """Validate (bits/dim, MSE/PSNR, usage, grid) every this many steps."""
+    checkpoint_every: int = 500
+    """Write last.ckpt every this many steps (and at each validation)."""
+    log_every: int = 25
+    """Log training metrics every this many steps."""
+    grid_images: int = 8
+    """Images in the reconstruction grids written at each validation."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("warmup_steps", 0), ("num_nodes", 1), ("seed", 0),
+                          ("val_every", 1), ("checkpoint_every", 1), ("log_every", 1),
+                          ("grid_images", 0)):
+            _check_int(f"train.{name}", getattr(self, name), low)
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.grad_clip < 0:
+            raise ValueError(f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}")
+        if self.skip_grad_norm is not None and not self.skip_grad_norm > 0:
+            raise ValueError(f"train.skip_grad_norm must be > 0 or null, got {self.skip_grad_norm}")
+        self.precision = str(self.precision)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.devices, int):
+            _check_int("train.devices", self.devices, 1)
+        elif self.devices != "auto":
+            raise ValueError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: model, data and training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_int(key: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{key} must be an int >= {low}, got {value!r}")
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value fits a field annotation (ints are accepted for floats)."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, annotation)
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """A dataclass from a mapping, rejecting unknown keys and wrong types by name."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{prefix} must be a mapping, got {type(values).__name__}: {values!r}")
+    values = dict(values)
+    base: dict[str, Any] = {}
+    if cls is ModelConfig and "preset" in values:
+        name = values.pop("preset")
+        if name not in PRESETS:
+            raise ValueError(f"{prefix}.preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        base = PRESETS[name].to_dict()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(f'{prefix}.{k}' for k in unknown)}; valid keys in {prefix}: {', '.join(sorted(fields))}"
+        )
+    kwargs = dict(base)
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}.{key}")
+            continue
+        if isinstance(value, str) and (_type_ok(0.5, hint) or _type_ok(1, hint)):
+            try:  # PyYAML reads 1e-4 and 1e4 (no dot, no sign) as strings
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and _type_ok(1, hint) and not _type_ok(0.5, hint) and value.is_integer():
+            value = int(value)
+        if not _type_ok(value, hint):
+            raise ValueError(
+                f"{prefix}.{key} must be of type {_type_name(hint)}, got {type(value).__name__}: {value!r}"
+            )
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.levels=[64,64]"`` -> (["model", "levels"], [64, 64]); values parsed as YAML."""
+    if "=" not in text:
+        raise ValueError(f"an override is KEY=VALUE, e.g. model.levels=[64,64]; got {text!r}")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if len(path) < 2:
+        raise ValueError(f"override keys name a section and a field, e.g. train.steps=100; got {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"cannot parse the value of override {key!r}: {raw!r} ({err})") from None
+    return path, value
+
+
+def apply_overrides(tree: dict, overrides: Sequence[str]) -> dict:
+    """Set ``section.field=value`` entries in a nested dict (copied)."""
+    tree = yaml.safe_load(yaml.safe_dump(tree)) if tree else {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {text!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return tree
+
+
+def config_from_dict(tree: dict | None) -> RunConfig:
+    """A validated RunConfig from a nested dict (unknown sections are errors)."""
+    tree = tree or {}
+    if not isinstance(tree, dict):
+        raise ValueError(f"a run config is a mapping with model, data and train; got {type(tree).__name__}")
+    unknown = sorted(set(tree) - {"model", "data", "train"})
+    if unknown:
+        raise ValueError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         "valid sections: model, data, train")
+    return RunConfig(
+        model=_build(ModelConfig, tree.get("model"), "model"),
+        data=_build(DataConfig, tree.get("data"), "data"),
+        train=_build(TrainConfig, tree.get("train"), "train"),
+    )
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config (None: all defaults) and apply ``section.key=value`` overrides."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found (presets are in configs/)")
+        tree = yaml.safe_load(path.read_text()) or {}
+    return config_from_dict(apply_overrides(tree, overrides))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (readable back by ``load_config``)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,149 @@
+"""Typed, validated configuration of the hierarchical autoencoder, and its presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+QUANTIZERS = ("dq", "vq", "coupled")
+HEAD_NAMES = ("categorical", "dmol", "mse")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and quantizer settings of DQ-AE / VQ-VAE (shared/spec.md section 3).
+
+    The defaults are the official code's default configuration. A DQ-AE and a VQ-VAE built
+    from the same config differ only in ``quantizer``.
+    """
+
+    image_channels: int = 3
+    """C of the images: 3 (RGB) or 1 (greyscale)."""
+    image_size: int = 32
+    """Training image side; must be a multiple of ``total_stride``. The model is fully
+    convolutional and runs at any size that is (e.g. 32, then 64)."""
+    channels: int = 256
+    """Width of every encoder/decoder stage ("channel" in the official code)."""
+    res_channels: int = 256
+    """Hidden width of the residual blocks."""
+    res_blocks: int = 3
+    """Residual blocks per encoder/decoder."""
+    coder_blocks: int = 2
+    """Encoders stacked at the bottom level (each after the first halves the resolution)."""
+    stride: int = 2
+    """Downsampling of the first encoder: 2 or 4."""
+    levels: list[int] = field(default_factory=lambda: [32, 32, 32])
+    """Codebook size K of each level, bottom (finest) to top (coarsest)."""
+    num_codebooks: int = 5
+    """M: codebooks per level (slices of the channel axis)."""
+    code_dim: int = 64
+    """D: dimension of each code."""
+    quantizer: str = "dq"
+    """"dq": M codebooks on M channel slices (DQ-AE); "vq": one codebook of M*D-dim codes
+    (VQ-VAE); "coupled": the official baseline, M codebooks on one shared D-dim projection."""
+    head: str = "dmol"
+    """Likelihood head: "categorical", "dmol" (discretized logistic mixture) or "mse"."""
+    mixtures: int = 10
+    """Logistic mixture components of the dmol head."""
+    beta: float = 0.25
+    """Commitment loss weight."""
+    decay: float = 0.99
+    """EMA decay of the codebooks."""
+    dead_code_threshold: float = 1.0
+    """Re-initialise codes whose smoothed EMA count is below this (0: never)."""
+    kmeans_init: bool = False
+    """Initialise the codebooks by k-means on the first training batch."""
+    learning: str = "ema"
+    """"ema" codebooks (the paper) or "gradient"."""
+
+    def __post_init__(self) -> None:
+        self.levels = list(self.levels)
+        for name in ("image_channels", "image_size", "channels", "res_channels",
+                     "num_codebooks", "code_dim", "mixtures", "coder_blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.res_blocks, bool) or not isinstance(self.res_blocks, int) or self.res_blocks < 0:
+            raise ValueError(f"model.res_blocks must be an int >= 0, got {self.res_blocks!r}")
+        if self.channels % 2:
+            raise ValueError(f"model.channels must be even (the first conv has channels/2), got {self.channels}")
+        if self.stride not in (2, 4):
+            raise ValueError(f"model.stride must be 2 or 4, got {self.stride!r}")
+        if not self.levels:
+            raise ValueError("model.levels is empty: give one codebook size per level, e.g. [32, 32, 32]")
+        for k in self.levels:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"model.levels must hold codebook sizes >= 1, got {self.levels!r}")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"model.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        if self.head not in HEAD_NAMES:
+            raise ValueError(f"model.head must be one of {HEAD_NAMES}, got {self.head!r}")
+        if self.learning not in ("ema", "gradient"):
+            raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"model.decay must be in [0, 1], got {self.decay}")
+        if self.beta < 0 or self.dead_code_threshold < 0:
+            raise ValueError("model.beta and model.dead_code_threshold must be >= 0, got "
+                             f"{self.beta} and {self.dead_code_threshold}")
+        self.check_image_size(self.image_size)
+
+    @property
+    def total_stride(self) -> int:
+        """Downsampling from the image to the top level."""
+        return self.stride * 2 ** (self.coder_blocks - 1) * 2 ** (len(self.levels) - 1)
+
+    def level_stride(self, level: int) -> int:
+        """Downsampling from the image to ``level`` (0 = bottom)."""
+        return self.stride * 2 ** (self.coder_blocks - 1) * 2**level
+
+    def check_image_size(self, size: int) -> None:
+        """Raise ValueError unless an image side of ``size`` fits the hierarchy."""
+        if size % self.total_stride:
+            raise ValueError(
+                f"image size {size} is not divisible by the total stride {self.total_stride} "
+                f"(stride {self.stride} x 2^{self.coder_blocks - 1} coder blocks x "
+                f"2^{len(self.levels) - 1} levels); use a multiple of {self.total_stride}"
+            )
+
+    @property
+    def bottleneck_channels(self) -> int:
+        """Channels of every level's quantized map: M*D for all quantizer kinds."""
+        return self.num_codebooks * self.code_dim
+
+    def bits_per_image(self, image_size: int | None = None) -> float:
+        """Rate under a uniform prior: sum over levels of positions * codebooks * log2 K."""
+        size = image_size or self.image_size
+        self.check_image_size(size)
+        m = 1 if self.quantizer == "vq" else self.num_codebooks
+        return sum(
+            (size // self.level_stride(level)) ** 2 * m * math.log2(k)
+            for level, k in enumerate(self.levels)
+        )
+
+    def replace(self, **changes) -> ModelConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#: Named presets. "official": the official code's defaults (44M parameters at 32x32 RGB with
+#: the dmol head). "paper-22m": a 22M-parameter preset matching the paper's reported model size.
+#: "small": trains at a useful speed on a 2-core CPU. "tiny": for tests.
+PRESETS: dict[str, ModelConfig] = {
+    "official": ModelConfig(),
+    "paper-22m": ModelConfig(channels=176, res_channels=176),
+    "small": ModelConfig(channels=64, res_channels=32, res_blocks=1, coder_blocks=1,
+                         levels=[64, 64], num_codebooks=4, code_dim=16),
+    "tiny": ModelConfig(channels=16, res_channels=8, res_blocks=1, coder_blocks=1,
+                        levels=[16, 16], num_codebooks=2, code_dim=4),
+}
+
+
+def preset(name: str, **changes) -> ModelConfig:
+    """A copy of a named preset, optionally with fields changed."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**changes)

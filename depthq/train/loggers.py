@@ -1,0 +1,64 @@
+"""A CSV logger that keeps a run's history across ``--resume``.
+
+Lightning's CSVLogger deletes an existing ``metrics.csv`` when it starts, which would erase a
+resumed run's earlier metrics. This one appends instead; rows logged after the checkpoint a run
+resumes from (steps that will be trained again) are dropped first, by ``trim_history``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers import CSVLogger
+
+from depthq.io import atomic_write
+
+
+class _AppendingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        # keep the file, and continue its header so appended rows line up
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSVLogger writing ``<save_dir>/metrics.csv``, appending to an existing file."""
+
+    def __init__(self, save_dir: str | os.PathLike) -> None:
+        super().__init__(save_dir, name="", version="")
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def trim_history(run_dir: str | os.PathLike, step: int) -> None:
+    """Drop rows of ``metrics.csv`` and ``validation.jsonl`` logged after ``step``."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.csv"
+    if metrics.is_file():
+        with open(metrics, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(metrics, write)
+    validation = run_dir / "validation.jsonl"
+    if validation.is_file():
+        lines = [line for line in validation.read_text().splitlines() if line.strip()]
+        kept_lines = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        atomic_write(validation, lambda tmp: Path(tmp).write_text("".join(f"{x}\n" for x in kept_lines)))

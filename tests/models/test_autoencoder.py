@@ -1,0 +1,168 @@
+"""DQ-AE / VQ-VAE: shapes, the hierarchy, decode, the rate, configs, a few training steps."""
+
+import math
+
+import pytest
+import torch
+
+from depthq.evaluate import LevelShape, uniform_rate_bits
+from depthq.models import HierarchicalAutoencoder, ModelConfig, preset
+
+
+def images(b=2, c=3, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, c, size, size), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_for_one_to_three_levels_at_32_and_64(levels, size):
+    config = preset("tiny", levels=[8] * levels, head="dmol")
+    model = HierarchicalAutoencoder(config)
+    out = model(images(size=size))
+    assert out.params.shape == (2, 100, size, size)  # 10 mixtures x (1 + 2*3 + 3)
+    # level l sits at size / (stride * 2^(coder_blocks-1) * 2^l)
+    assert [tuple(z.shape) for z in out.indices] == [
+        (2, 2, size // 2 // 2**lv, size // 2 // 2**lv) for lv in range(levels)
+    ]
+    assert out.loss.shape == () and torch.isfinite(out.loss)
+
+
+def test_same_weights_run_at_32_and_64():
+    model = HierarchicalAutoencoder(preset("tiny")).eval()
+    a, b = model(images(size=32)), model(images(size=64))
+    assert a.params.shape[-1] == 32 and b.params.shape[-1] == 64
+
+
+def test_official_preset_matches_the_official_code_and_the_22m_preset():
+    # 44.6M: the official code's default (channel 256, 3 res blocks, 2 coder blocks, M=5, D=64)
+    official = HierarchicalAutoencoder(preset("official"))
+    assert 44e6 < official.num_parameters() < 45e6
+    paper = HierarchicalAutoencoder(preset("paper-22m"))
+    assert 21.5e6 < paper.num_parameters() < 22.5e6
+
+
+def test_dq_and_vq_differ_only_in_the_quantizer():
+    config = preset("tiny", levels=[8, 8])
+    torch.manual_seed(0)
+    dq = HierarchicalAutoencoder(config)
+    torch.manual_seed(0)
+    vq = HierarchicalAutoencoder(config.replace(quantizer="vq"))
+    outside = lambda m: {k: v for k, v in m.state_dict().items() if ".quantizer." not in k}  # noqa: E731
+    a, b = outside(dq), outside(vq)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and the quantizers really differ: M codebooks of D versus one of M*D
+    assert dq.quantizers[0].codebooks.shape == (2, 8, 4)
+    assert vq.quantizers[0].codebooks.shape == (1, 8, 8)
+
+
+def test_coupled_baseline_projects_to_d_and_outputs_m_times_d():
+    model = HierarchicalAutoencoder(preset("tiny", quantizer="coupled"))
+    assert model.bottlenecks[0].project.out_channels == 4
+    out = model(images())
+    assert out.levels[0].quantized.shape[1] == 8
+
+
+def test_decode_of_encode_equals_the_forward_pass_in_eval_mode():
+    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 8, 8])).eval()
+    x = images()
+    out = model(x)
+    codes = model.encode(x)
+    assert all(torch.equal(a, b) for a, b in zip(codes, out.indices))
+    assert torch.equal(model.decode(codes), out.params)
+    image = model.reconstruct(codes)
+    assert image.dtype == torch.uint8 and image.shape == x.shape
+    assert torch.equal(image, model.head.mode(out.params))
+
+
+def test_decoding_a_subset_of_levels_zeroes_the_others():
+    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 8])).eval()
+    codes = model.encode(images())
+    full = model.decode(codes)
+    top_only = model.decode([None, codes[1]])
+    assert not torch.equal(full, top_only)
+    manual = model.decoder(torch.cat([torch.zeros(2, 16, 16, 16), model.upsamplers[1](
+        model.quantizers[1].decode(codes[1]))], 1))
+    assert torch.allclose(top_only, manual)
+    assert model.decode_levels(codes, keep=[0]).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="at least one level"):
+        model.decode([None, None])
+
+
+def test_encode_does_not_move_codebooks_and_keeps_the_mode():
+    model = HierarchicalAutoencoder(preset("tiny")).train()
+    before = model.quantizers[0].codebooks.clone()
+    model.encode(images())
+    assert torch.equal(before, model.quantizers[0].codebooks)
+    assert model.training
+
+
+def test_rate_formula_on_the_official_config():
+    config = preset("official")  # 32x32: levels at 8x8, 4x4, 2x2; M=5, K=32
+    expected = (64 + 16 + 4) * 5 * math.log2(32)  # = 2100 bits per image
+    assert config.bits_per_image() == pytest.approx(expected)
+    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 16])).eval()
+    codes = model.encode(images())
+    shapes = [LevelShape.of(z, k) for z, k in zip(codes, [8, 16])]
+    assert uniform_rate_bits(shapes) == pytest.approx(16 * 16 * 2 * 3 + 8 * 8 * 2 * 4)
+    assert model.config.bits_per_image() == pytest.approx(uniform_rate_bits(shapes))
+    assert preset("tiny", quantizer="vq").bits_per_image() == pytest.approx((256 + 64) * 4)
+
+
+@pytest.mark.parametrize("quantizer", ["dq", "vq"])
+def test_both_models_train_a_few_steps(quantizer):
+    torch.manual_seed(0)
+    model = HierarchicalAutoencoder(preset("tiny", quantizer=quantizer, head="categorical")).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = images(b=8)
+    codebook = model.quantizers[0].codebooks.clone()
+    losses = []
+    for _ in range(6):
+        optimizer.zero_grad()
+        out = model(x)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+    assert not torch.equal(codebook, model.quantizers[0].codebooks)
+
+
+def test_bf16_autocast_forward_keeps_fp32_losses():
+    model = HierarchicalAutoencoder(preset("tiny")).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images())
+    assert out.params.dtype == torch.bfloat16
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"image_size": 34}, "not divisible by the total stride 4"),
+        ({"levels": []}, "levels is empty"),
+        ({"head": "gaussian"}, "model.head must be one of"),
+        ({"quantizer": "rq"}, "model.quantizer must be one of"),
+        ({"stride": 3}, "model.stride must be 2 or 4"),
+        ({"levels": [8, 0]}, "codebook sizes >= 1"),
+        ({"channels": 0}, "model.channels must be an int >= 1"),
+        ({"decay": 2.0}, r"model.decay must be in \[0, 1\]"),
+    ],
+)
+def test_invalid_configs_raise_at_construction(changes, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{**preset("tiny", levels=[8, 8]).to_dict(), **changes})
+
+
+def test_bad_input_raises():
+    model = HierarchicalAutoencoder(preset("tiny"))
+    with pytest.raises(TypeError, match="uint8"):
+        model(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"expected images \(B, 3, H, W\)"):
+        model(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="not divisible"):
+        model(torch.zeros(2, 3, 22, 22, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="unknown model preset"):
+        preset("huge")

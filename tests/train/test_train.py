@@ -1,0 +1,189 @@
+"""Training on Lightning: files written, load, resume, kill-and-resume, DDP, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import depthq
+from depthq.config import load_config
+from depthq.train import train
+
+TINY = [
+    "model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
+    "train.progress=false",
+]
+
+
+def tiny_config(*overrides: str):
+    return load_config(None, [*TINY, *overrides])
+
+
+def test_a_tiny_run_writes_the_expected_files(tmp_path):
+    run = tmp_path / "run"
+    summary = train(tiny_config("train.steps=6", "train.val_every=3", "train.checkpoint_every=3"), run)
+    for name in ("config.yaml", "config.json", "metrics.csv", "validation.jsonl", "summary.json",
+                 "model.safetensors", "best.safetensors", "checkpoints/last.ckpt",
+                 "grids/step_0000003.png", "grids/step_0000006.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert summary["steps"] == 6
+    bits = summary["validation"]["bits_per_dim"]
+    assert set(bits) == {"distortion", "rate_uniform", "total_uniform", "rate_empirical", "total_empirical"}
+    assert bits["total_uniform"] == pytest.approx(bits["distortion"] + bits["rate_uniform"])
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss" in header and "val/total_uniform_bpd" in header
+    # the checkpoint loads without unpickling arbitrary objects
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 6 and "depthq_rng" in state
+
+
+def test_load_reproduces_the_trained_model(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=4", "train.val_every=4"), run)
+    model = depthq.load(run)
+    assert not model.training
+    weights = load_file(str(run / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    again = depthq.load(run)
+    assert torch.equal(model(x).params, again(x).params)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        depthq.load(tmp_path / "nowhere")
+
+
+def test_resume_continues_the_step_count_and_keeps_history(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=4", "train.val_every=2", "train.checkpoint_every=2"), run)
+    config = load_config(run / "config.yaml", ["train.steps=7"])
+    summary = train(config, run, resume=True)
+    assert summary["steps"] == 7
+    logged = sorted({int(float(r["step"])) for r in csv.DictReader(open(run / "metrics.csv"))})
+    assert logged[0] == 0 and logged[-1] >= 6  # rows from both sessions are kept
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config("train.steps=2"), run)
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(tiny_config("train.steps=2"), tmp_path / "fresh", resume=True)
+
+
+def test_exploding_updates_are_skipped_and_counted(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
+    before = load_file(str(run / "model.safetensors"))
+    # Adam has momentum now: any update that was not really dropped would move the weights
+    config = load_config(run / "config.yaml", ["train.steps=4", "train.skip_grad_norm=1e-12"])
+    summary = train(config, run, resume=True)
+    assert summary["skipped_steps"] == 2 and summary["steps"] == 4
+    after = load_file(str(run / "model.safetensors"))
+    trainable = {name for name, _ in depthq.load(run).named_parameters()}
+    assert trainable
+    for name in trainable:
+        assert torch.equal(before[name], after[name]), name
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning as L
+    from depthq.config import load_config
+    from depthq.train import train
+
+    class KillAt(L.Callback):
+        def __init__(self, step):
+            self.step = step
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == self.step:
+                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, mid-run
+
+    run, steps, kill, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    overrides = {overrides!r} + [f"train.steps={{steps}}"]
+    config = load_config(os.path.join(run, "config.yaml") if resume else None, overrides)
+    train(config, run, resume=resume, callbacks=[KillAt(kill)] if kill >= 0 else [])
+    """
+)
+
+
+def _run_script(script: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    overrides = [*TINY, "train.val_every=3", "train.checkpoint_every=2", "train.seed=7",
+                 "model.dead_code_threshold=1.0"]
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(overrides=overrides))
+    straight = _run_script(script, tmp_path / "straight", 8, -1, 0)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = _run_script(script, tmp_path / "killed", 8, 5, 0)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL at step 5, after the step-4 checkpoint
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = _run_script(script, tmp_path / "killed", 8, -1, 1)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import lightning as L
+    import torch
+    from depthq.config import load_config
+    from depthq.train import train
+
+    class SaveCodebooks(L.Callback):
+        def on_train_end(self, trainer, module):
+            state = {{f"q{{i}}": q.codebooks.detach().clone() for i, q in enumerate(module.model.quantizers)}}
+            torch.save(state, os.path.join(sys.argv[1], f"codebooks_rank{{trainer.global_rank}}.pt"))
+
+    config = load_config(None, {overrides!r})
+    train(config, sys.argv[1], callbacks=[SaveCodebooks()])
+    """
+)
+
+
+def test_two_process_cpu_ddp_keeps_codebooks_identical(tmp_path):
+    overrides = [*TINY, "train.steps=4", "train.val_every=4", "train.devices=2",
+                 "train.accelerator=cpu", "train.strategy=ddp", "train.precision=32"]
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(overrides=overrides))
+    run = tmp_path / "run"
+    result = _run_script(script, run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(run / f"codebooks_rank{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for k in ranks[0]:
+        assert torch.equal(ranks[0][k], ranks[1][k]), k
+    initial = depthq.models.HierarchicalAutoencoder(load_config(None, overrides).model)
+    assert not torch.equal(ranks[0]["q0"], initial.quantizers[0].codebooks)  # they did train
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["model.levls=[8]"], "unknown key model.levls"),
+        (["train.lr=fast"], "train.lr must be of type float"),
+        (["data.batch_size=0"], "data.batch_size must be an int >= 1"),
+        (["train.precision=64"], "train.precision must be one of"),
+        (["model.image_size=30"], "not divisible by the total stride"),
+        (["data.schedule=[{image_size: 32, steps: 3}]", "train.steps=5"], "data.schedule has 3 steps"),
+        (["data.name=mnist"], "mnist"),
+    ],
+)
+def test_bad_configs_fail_naming_the_key(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config(*overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written for a bad config
