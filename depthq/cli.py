@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     from depthq import __version__
     from depthq import demo
     from depthq.data import cli as data_cli
+    from depthq.evaluate import cli as eval_cli
+    from depthq.experiments import capacity
+    from depthq.experiments import cli as experiment_cli
     from depthq.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -30,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(sub)
     train_cli.register(sub)
     demo.register(sub)
+    eval_cli.register(sub)
+    capacity.register(sub)
+    experiment_cli.register(sub)
     return parser
 
 

@@ -8,15 +8,14 @@ side-by-side table; the table, the run directories and the pictures go to the ou
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
 
-import torch
 
 from depthq.config import RunConfig, config_from_dict
+from depthq.evaluate.report import format_table
 from depthq.evaluate.run import evaluate_run
 from depthq.images import make_grid, save_png
 from depthq.io import write_json
@@ -53,40 +52,11 @@ def _fresh_dir(out: Path) -> Path:
     return candidate
 
 
-ROWS = [  # (label, function of an eval result)
-    ("distortion bits/dim (paper convention)", lambda r: f"{r['bits_per_dim']['distortion']:.3f}"),
-    ("total bits/dim, uniform prior", lambda r: f"{r['bits_per_dim']['total_uniform']:.3f}"),
-    ("total bits/dim, empirical prior", lambda r: f"{r['bits_per_dim']['total_empirical']:.3f}"),
-    ("rate, bits per image (uniform prior)", lambda r: f"{r['rate_bits_per_image']['uniform']:.0f}"),
-    ("rate, bits per image (empirical prior)", lambda r: f"{r['rate_bits_per_image']['empirical']:.0f}"),
-    ("MSE (pixel levels^2)", lambda r: f"{r['mse']:.1f}"),
-    ("PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
+EXTRA_ROWS = [
     ("code vectors per level", lambda r: " / ".join(
         str(lv["codebook_size"] * len(lv["entropy_nats"])) for lv in r["levels"])),
-    ("codebooks x K per level", lambda r: " / ".join(
-        f"{len(lv['entropy_nats'])}x{lv['codebook_size']}" for lv in r["levels"])),
-    ("codes used (mean fraction per level)", lambda r: " / ".join(
-        f"{sum(lv['used_fraction']) / len(lv['used_fraction']):.0%}" for lv in r["levels"])),
-    ("perplexity (mean per codebook, per level)", lambda r: " / ".join(
-        f"{sum(lv['perplexity']) / len(lv['perplexity']):.1f}" for lv in r["levels"])),
-    ("mean off-diagonal MI (nats, per level)", lambda r: " / ".join(
-        f"{lv['mean_offdiagonal_mi_nats']:.3f}" if "mean_offdiagonal_mi_nats" in lv else "n/a (M=1)"
-        for lv in r["levels"])),
-    ("parameters", lambda r: f"{r['parameters']:,}"),
     ("training time (s)", lambda r: f"{r['train_seconds']:.0f}"),
 ]
-
-
-def format_table(results: dict[str, dict]) -> str:
-    names = list(results)
-    label_w = max(len(label) for label, _ in ROWS)
-    cols = {n: [fn(results[n]) for _, fn in ROWS] for n in names}
-    widths = {n: max(len(n), *(len(v) for v in cols[n])) for n in names}
-    head = "| " + "metric".ljust(label_w) + " | " + " | ".join(n.rjust(widths[n]) for n in names) + " |"
-    sep = "|" + "-" * (label_w + 2) + "|" + "|".join("-" * (widths[n] + 2) for n in names) + "|"
-    body = ["| " + label.ljust(label_w) + " | " + " | ".join(cols[n][i].rjust(widths[n]) for n in names) + " |"
-            for i, (label, _) in enumerate(ROWS)]
-    return "\n".join([head, sep, *body])
 
 
 def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS, quick: bool = False,
@@ -107,7 +77,7 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
         result["train_seconds"] = summary["train_seconds"]
         result["total_seconds"] = time.perf_counter() - start
         results[label], grids[label] = result, grid
-    table = format_table(results)
+    table = format_table(results, EXTRA_ROWS)
     first = next(iter(results.values()))
     note = (f"Test split: {first['images']} held-out {first['data']} patches ({first['dims']} dims each). "
             f"Prior of the 'empirical' rows: {first.get('prior', 'n/a')}.")

@@ -56,7 +56,7 @@ class Evaluator:
     def update(self, x: Tensor, out: AutoencoderOutput | None = None) -> Tensor:
         """Add a uint8 batch (B, C, H, W); ``out`` from the model's forward when already run.
 
-        Returns the uint8 reconstructions (the head's mode) of the batch.
+        Returns the uint8 reconstructions (the mean of p(x|z), see ``LikelihoodHead.mean``).
         """
         if out is None:
             out = self.model(x)
@@ -68,7 +68,7 @@ class Evaluator:
         head = self.model.head
         if head.has_likelihood:
             self.nll_nats += float(head.nll(out.params, x).double().sum())
-        recon = head.mode(out.params)
+        recon = head.mean(out.params)
         self.squared_error += float((recon.double() - x.double()).pow(2).sum())
         for stats, z in zip(self.codes, out.indices):
             stats.update(z)

@@ -252,7 +252,7 @@ class CodeStatistics:
         """
         self._require(self.pairwise, "pairwise")
         h = self.entropies(correction)  # (M,)
-        m, k = self.num_codebooks, self.codebook_size
+        k = self.codebook_size
         h_pair = _estimate(self.pair.view(-1, k * k), correction)  # (P,) joint entropies
         i, j = self.pairs
         mi = torch.diag(h)  # (M, M)

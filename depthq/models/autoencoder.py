@@ -94,7 +94,7 @@ class HierarchicalAutoencoder(nn.Module):
         x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
         out = model(x)                   # out.loss to minimise; out.indices per level
         codes = model.encode(x)          # [(4, 2, 16, 16), (4, 2, 8, 8)]
-        image = model.reconstruct(codes) # (4, 3, 32, 32) uint8
+        image = model.reconstruct(codes) # (4, 3, 32, 32) uint8, the mean of p(x|z)
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -146,7 +146,7 @@ class HierarchicalAutoencoder(nn.Module):
         if doublings > learned:
             layers.append(nn.Upsample(scale_factor=2 ** (doublings - learned), mode="nearest"))
         in_ch = c.bottleneck_channels
-        for i in range(max(learned, 1)):
+        for _ in range(max(learned, 1)):
             layers.append(Decoder(in_ch, c.channels, c.channels, stride=2 if learned else 1, **coder))
             in_ch = c.channels
         return nn.Sequential(*layers)
@@ -221,11 +221,18 @@ class HierarchicalAutoencoder(nn.Module):
         return self._decode_maps(maps)
 
     @torch.no_grad()
-    def reconstruct(self, codes: Sequence[Tensor | None], sample: bool = False,
+    def reconstruct(self, codes: Sequence[Tensor | None], kind: str = "mean",
                     generator: torch.Generator | None = None) -> Tensor:
-        """Codes -> uint8 image: the head's mode, or a sample from p(x|z)."""
+        """Codes -> uint8 image from p(x|z): its ``"mean"`` (the default, used for MSE/PSNR and
+        pictures), its ``"mode"``, or a ``"sample"``."""
         params = self.decode(codes)
-        return self.head.sample(params, generator) if sample else self.head.mode(params)
+        if kind == "mean":
+            return self.head.mean(params)
+        if kind == "mode":
+            return self.head.mode(params)
+        if kind == "sample":
+            return self.head.sample(params, generator)
+        raise ValueError(f"kind must be 'mean', 'mode' or 'sample', got {kind!r}")
 
     def decode_levels(self, codes: Sequence[Tensor], keep: Sequence[int]) -> Tensor:
         """uint8 reconstruction from only the levels in ``keep``, the others zeroed (Fig. 4)."""

@@ -109,10 +109,24 @@ class LikelihoodHead(nn.Module):
 
     @torch.no_grad()
     def mode(self, params: Tensor) -> Tensor:
-        """The reconstruction for pictures and MSE/PSNR: (B, P, H, W) -> uint8 (B, C, H, W)."""
+        """The most likely image (approximately, for dmol): (B, P, H, W) -> uint8 (B, C, H, W)."""
         self._check(params)
         with _fp32(params) as p:
             return self._mode(p)
+
+    @torch.no_grad()
+    def mean(self, params: Tensor) -> Tensor:
+        """The expected image, rounded: the reconstruction for pictures and MSE/PSNR.
+
+        The mean minimises the expected squared error, so it is the fair point estimate for
+        MSE/PSNR. (B, P, H, W) -> uint8 (B, C, H, W).
+        """
+        self._check(params)
+        with _fp32(params) as p:
+            return self._mean(p)
+
+    def _mean(self, p: Tensor) -> Tensor:
+        return self._mode(p)
 
     @torch.no_grad()
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -175,6 +189,11 @@ class CategoricalHead(LikelihoodHead):
 
     def _mode(self, p: Tensor) -> Tensor:
         return self._logits(p).argmax(2).to(torch.uint8)
+
+    def _mean(self, p: Tensor) -> Tensor:
+        probs = self._logits(p).softmax(2)  # (B, C, 256, H, W)
+        levels = torch.arange(LEVELS, dtype=probs.dtype, device=probs.device).view(1, 1, -1, 1, 1)
+        return (probs * levels).sum(2).round().clamp(0, LEVELS - 1).to(torch.uint8)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         return _gumbel_argmax(self._logits(p), 2, generator).to(torch.uint8)
@@ -280,6 +299,17 @@ class DMoLHead(LikelihoodHead):
         mix = self.split(p)
         means, _, coupling = self._pick(mix, mix.logits.argmax(1))
         return self._decode(means, coupling, None)
+
+    def _mean(self, p: Tensor) -> Tensor:
+        """Mixture-weighted component means; each component's coupled mean of channel j uses
+        its own (clamped) means of the channels before j as the estimate of those pixels."""
+        mix = self.split(p)
+        weights = mix.logits.softmax(1)  # (B, n, H, W)
+        values = torch.zeros_like(mix.means)  # (B, C, n, H, W)
+        for j in range(self.image_channels):
+            v = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
+            values[:, j] = v.clamp(-1.0, 1.0)
+        return _to_levels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         mix = self.split(p)

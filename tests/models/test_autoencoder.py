@@ -74,7 +74,12 @@ def test_decode_of_encode_equals_the_forward_pass_in_eval_mode():
     assert torch.equal(model.decode(codes), out.params)
     image = model.reconstruct(codes)
     assert image.dtype == torch.uint8 and image.shape == x.shape
-    assert torch.equal(image, model.head.mode(out.params))
+    assert torch.equal(image, model.head.mean(out.params))
+    assert torch.equal(model.reconstruct(codes, kind="mode"), model.head.mode(out.params))
+    g = torch.Generator().manual_seed(0)
+    assert model.reconstruct(codes, kind="sample", generator=g).shape == x.shape
+    with pytest.raises(ValueError, match="kind must be"):
+        model.reconstruct(codes, kind="median")
 
 
 def test_decoding_a_subset_of_levels_zeroes_the_others():

@@ -378,3 +378,37 @@ def test_bad_shapes_and_dtypes_raise_informative_errors(name):
         method(torch.zeros(2, p, 4, 4), pixels((2, 3, 4, 5)))
     with pytest.raises(ValueError, match=r"\(2, 3, 4, 4\).*\(2, 1, 4, 4\)"):
         method(torch.zeros(2, p, 4, 4), pixels((2, 1, 4, 4)))
+
+
+# -- mean: the reconstruction used for MSE/PSNR ---------------------------------------------
+
+
+def test_categorical_mean_is_the_expected_level():
+    head = make_head("categorical", 1)
+    logits = torch.full((1, 256, 1, 2), -1e4)
+    logits[0, 10, 0, 0] = 0.0  # all mass on level 10
+    logits[0, 100, 0, 1] = 0.0  # half on 100, half on 201 -> 150.5 -> 150 (round half to even)
+    logits[0, 201, 0, 1] = 0.0
+    assert head.mean(logits).view(-1).tolist() == [10, 150]
+    assert head.mean(torch.zeros(1, 256, 1, 1)).item() == 128  # uniform: 127.5 -> 128
+
+
+def test_dmol_mean_matches_the_brute_force_expectation_for_greyscale():
+    torch.manual_seed(3)
+    head = make_head("dmol", 1, mixtures=3)
+    p = torch.randn(2, 9, 2, 2) * 0.5
+    p[:, 3:6] = p[:, 3:6].clamp(-0.6, 0.6)  # means away from the edges, where clamping bites
+    p[:, 6:9] = -3.0  # log-scales: about 0.05, a few levels wide
+    levels = torch.arange(256, dtype=torch.uint8)
+    probs = torch.stack([head.log_prob(p, v.expand(2, 1, 2, 2).contiguous()).exp() for v in levels])
+    expected = (probs * torch.arange(256.0).view(-1, 1, 1, 1)).sum(0)  # (B, H, W)
+    assert (head.mean(p)[:, 0].float() - expected).abs().max() <= 1.0
+
+
+def test_dmol_mean_of_two_sharp_components_is_their_midpoint():
+    head = make_head("dmol", 1, mixtures=2)
+    p = torch.zeros(1, 6, 1, 1)
+    p[0, 2], p[0, 3] = -0.5, 0.5  # means (normalised); equal weights (logits 0)
+    p[0, 4:6] = -7.0  # sharp
+    assert head.mean(p).item() == 128  # levels 63.75 and 191.25 -> 127.5 -> 128
+    assert head.mode(p).item() in (64, 191)

@@ -1,0 +1,76 @@
+"""``depthq eval`` and ``depthq compare``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="evaluate on this data set instead of the run's own")
+    p.add_argument("--root", help="folder of that data set")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"],
+                   help="split to evaluate (default: test)")
+    p.add_argument("--weights", default="model.safetensors",
+                   help="weights file in the run directory (model.safetensors or best.safetensors)")
+    p.add_argument("--prior-images", type=int, default=8192,
+                   help="training images used to fit the empirical prior (0: no empirical prior)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--precision", default="32", choices=["32", "bf16"], help="evaluation precision")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--correction", default="none", choices=["none", "miller-madow"],
+                   help="bias correction of the entropy and MI estimates")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a run: bits/dim, usage, entropy, MI, figures",
+                       description="Stream a split through a trained run once and write eval.json, "
+                       "report.md and figures (MI matrix, entropy maps, reconstructions, hierarchy, "
+                       "training curves) to RUN_DIR/eval-<split>/ (or --out).")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/eval-<split>)")
+    _common(p)
+    p.set_defaults(func=run_eval)
+
+    c = sub.add_parser("compare", help="compare several runs in one table and one MI figure",
+                       description="Evaluate runs (or reuse their eval-<split>/eval.json) and write one "
+                       "table (compare.md, compare.json) and one figure of their MI matrices.")
+    c.add_argument("run_dirs", nargs="+")
+    c.add_argument("--out", default="results/compare", help="output folder")
+    c.add_argument("--names", nargs="+", help="column names (default: the run folders' names)")
+    c.add_argument("--fresh", action="store_true", help="re-evaluate even if eval.json exists")
+    _common(c)
+    c.set_defaults(func=run_compare)
+
+
+def _kwargs(args) -> dict:
+    return dict(data=args.data, root=args.root, split=args.split, weights=args.weights,
+                prior_images=args.prior_images, batch_size=args.batch_size,
+                precision=args.precision, device=args.device, correction=args.correction)
+
+
+def run_eval(args) -> int:
+    from depthq.evaluate.report import format_table, write_eval
+
+    result = write_eval(args.run_dir, args.out, **_kwargs(args))
+    print(format_table({Path(args.run_dir).name: result}))
+    print(f"\nwrote {result['out']}/eval.json, report.md and "
+          f"{', '.join(result['figures'].values())}")
+    return 0
+
+
+def run_compare(args) -> int:
+    from depthq.evaluate.report import compare_runs
+
+    if args.names and len(args.names) != len(args.run_dirs):
+        raise ValueError(f"--names has {len(args.names)} names for {len(args.run_dirs)} runs")
+    out = compare_runs(args.run_dirs, args.out, names=args.names, reuse=not args.fresh, **_kwargs(args))
+    print(out["table"])
+    print(f"\nwrote {out['out']}/compare.md, compare.json and mutual_information.png")
+    return 0

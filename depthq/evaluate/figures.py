@@ -1,0 +1,143 @@
+"""Figures of an evaluation (matplotlib, headless): the pictures of the paper's Figs. 1, 3 and 4.
+
+- ``mi_matrices``: pairwise mutual information between a level's codebooks, entropy on the
+  diagonal (Fig. 3 right); one panel per level, or per run in ``depthq compare``;
+- ``entropy_maps``: code entropy per position (nats/pixel, Fig. 3 left) and its histogram;
+- ``hierarchy``: originals, the full reconstruction, and each level decoded alone (Fig. 4);
+- ``training_curves``: loss, bits/dim and code usage from a run's metrics.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from depthq.images import make_grid  # noqa: E402
+from depthq.io import atomic_write  # noqa: E402
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return out
+
+
+def mi_matrices(panels: Sequence[tuple[str, np.ndarray | None]], path: str | os.PathLike,
+                title: str = "Mutual information between codebooks (nats; diagonal: entropy)") -> Path:
+    """Heat maps of (M, M) MI matrices, one panel per (title, matrix); None draws "n/a"."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    vmax = max((float(np.nanmax(m)) for _, m in panels if m is not None and m.size), default=1.0)
+    for ax, (name, matrix) in zip(axes[0], panels):
+        ax.set_title(name, fontsize=10)
+        if matrix is None or matrix.shape[0] < 2:
+            ax.text(0.5, 0.5, "one codebook:\nno pairs", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+        m = matrix.shape[0]
+        ax.set_xticks(range(m))
+        ax.set_yticks(range(m))
+        ax.set_xlabel("codebook")
+        ax.set_ylabel("codebook")
+        if m <= 8:
+            for i in range(m):
+                for j in range(m):
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if matrix[i, j] < 0.6 * vmax else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
+    """Per level: the mean code entropy per position (H, W) and the histogram of (M, H, W) values."""
+    n = len(maps)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.4), squeeze=False)
+    for level, entropy in enumerate(maps):
+        top, bottom = axes[0, level], axes[1, level]
+        im = top.imshow(entropy.mean(0), cmap="magma", vmin=0)
+        top.set_title(f"level {level}: mean entropy per position\n(nats/pixel, {entropy.shape[1]}x{entropy.shape[2]})",
+                      fontsize=9)
+        top.set_axis_off()
+        fig.colorbar(im, ax=top, fraction=0.046, pad=0.04)
+        bottom.hist(entropy.reshape(-1), bins=30, color="tab:blue")
+        bottom.set_xlabel("entropy of a codebook at a position (nats)")
+        bottom.set_ylabel("count")
+        bottom.set_title(f"mean {entropy.mean():.2f} nats", fontsize=9)
+    return _save(fig, path)
+
+
+def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path: str | os.PathLike) -> Path:
+    """Rows: originals, the full reconstruction, then each level decoded with the others zeroed."""
+    rows = [originals, full, *per_level]
+    labels = ["originals", "all levels", *(f"level {i} alone" for i in range(len(per_level)))]
+    grid = make_grid(rows, scale=3).numpy()
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 80 + 1.6, grid.shape[0] / 80))
+    ax.imshow(grid)
+    step = grid.shape[0] / len(rows)
+    ax.set_yticks([step * (i + 0.5) for i in range(len(rows))])
+    ax.set_yticklabels(labels)
+    ax.set_xticks([])
+    ax.set_title("Decoding from a subset of levels (others zeroed)", fontsize=10)
+    return _save(fig, path)
+
+
+def reconstructions(originals: Tensor, recons: Tensor, path: str | os.PathLike) -> Path:
+    """Originals above reconstructions (a plain PNG grid)."""
+    from depthq.images import save_reconstructions
+
+    return save_reconstructions(originals, recons, path, scale=3)
+
+
+def _read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key != "step" and value not in (None, ""):
+                    series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """Loss, bits/dim (labelled) and code perplexity over training, from a run's metrics.csv."""
+    series = _read_metrics(Path(metrics_csv))
+    if not series:
+        return None
+    panels = [
+        ("training loss", [("train/loss", "train loss")]),
+        ("bits/dim", [("train/distortion_bpd", "train, distortion only"),
+                      ("val/distortion_bpd", "val, distortion only (paper convention)"),
+                      ("val/total_uniform_bpd", "val, total, uniform prior"),
+                      ("val/total_empirical_bpd", "val, total, empirical prior (EMA counts)")]),
+        ("code perplexity (mean per codebook)",
+         [(k, k.split("/")[1].replace("perplexity_l", "level ")) for k in sorted(series)
+          if k.startswith("train/perplexity_l")]),
+    ]
+    panels = [(t, [(k, lbl) for k, lbl in lines if k in series]) for t, lines in panels]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels):
+        for key, label in lines:
+            steps, values = zip(*series[key])
+            finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v)]
+            if finite:
+                ax.plot(*zip(*finite), label=label, marker="o" if key.startswith("val/") else None, ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)

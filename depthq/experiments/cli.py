@@ -1,0 +1,70 @@
+"""``depthq experiment``: the paper's experiments as commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="run one of the paper's experiments",
+                       description="The paper's experiments. Each has --quick (about 10 minutes on 2 "
+                       "CPU cores) and a full preset sized for one GPU; results go to --out as JSON, "
+                       "Markdown and PNG, and finished parts are not run again.")
+    exp = p.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    exp.required = True
+
+    d = exp.add_parser("decoupling", help="single-level DQ-AE vs VQ-VAE: bits/dim, entropy, MI (sec. 5.2)")
+    _common(d, "results/decoupling")
+    d.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    d.set_defaults(func=_decoupling)
+
+    a = exp.add_parser("ablation", help="grid over K and D (and M) for DQ and VQ (sec. 5.3, Fig. 5)")
+    _common(a, "results/ablation")
+    a.add_argument("-K", "--codebook-sizes", type=int, nargs="+")
+    a.add_argument("-D", "--code-dims", type=int, nargs="+")
+    a.add_argument("-M", "--num-codebooks", type=int, nargs="+")
+    a.add_argument("--quantizers", nargs="+", choices=["dq", "vq", "coupled"])
+    a.set_defaults(func=_ablation)
+
+    try:
+        from depthq.experiments import static_prior
+    except ImportError:  # pragma: no cover
+        static_prior = None
+    if static_prior is not None:
+        static_prior.register(exp)
+
+
+def _common(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--quick", action="store_true", help="the CPU preset (about 10 minutes on 2 cores)")
+    p.add_argument("--out", default=None, help=f"results folder (default: {out}-quick or {out}-full)")
+    p.add_argument("--data", default="photos", help="data set (default: the built-in photos)")
+    p.add_argument("--root", help="folder of the data set")
+    p.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
+    p.set_defaults(default_out=out)
+
+
+def _out(args) -> Path:
+    return Path(args.out or f"{args.default_out}-{'quick' if args.quick else 'full'}")
+
+
+def _decoupling(args) -> int:
+    from depthq.experiments import decoupling
+
+    result = decoupling.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
+                            root=args.root, seeds=args.seeds, steps=args.steps)
+    print(result["table"])
+    print(f"\nwrote {result['out']}/results.json, results.md and mutual_information.png")
+    return 0
+
+
+def _ablation(args) -> int:
+    from depthq.experiments import ablation
+
+    result = ablation.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
+                          root=args.root, steps=args.steps, codebook_sizes=args.codebook_sizes,
+                          code_dims=args.code_dims, num_codebooks=args.num_codebooks,
+                          quantizers=args.quantizers)
+    print(result["table"])
+    print(f"\nwrote {result['out']}/results.json, results.md and heatmap.png")
+    return 0

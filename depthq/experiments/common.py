@@ -1,0 +1,98 @@
+"""Running an experiment as a set of cells: one training run + one evaluation each, resumable.
+
+An experiment folder holds ``cells/<name>/`` (a run directory with its ``eval-test/eval.json``)
+for every cell, and the experiment's ``results.json``, ``results.md`` and figures. A cell whose
+eval.json exists is not run again; a cell interrupted mid-training resumes from its last
+checkpoint; so re-running the same command after a crash finishes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from depthq.config import RunConfig, dump_config, load_config
+from depthq.evaluate.report import write_eval
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    """One run of an experiment: a name, a config, and labels used to group the results."""
+
+    name: str
+    config: RunConfig
+    labels: dict = field(default_factory=dict)
+
+
+def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> dict:
+    """Train and evaluate one cell (or reuse what is already there)."""
+    from depthq.train import train
+
+    run_dir = root / "cells" / cell.name
+    done = run_dir / "eval-test" / "eval.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        if checkpoint.is_file():  # interrupted mid-training: continue it
+            saved = load_config(run_dir / "config.yaml")
+            if dump_config(saved) != dump_config(cell.config):
+                raise ValueError(f"{run_dir} holds a run with another config; remove it or use another --out")
+            train(cell.config, run_dir, resume=True, description=cell.name)
+        else:
+            if run_dir.exists():  # started but no checkpoint yet: nothing worth keeping
+                shutil.rmtree(run_dir)
+            train(cell.config, run_dir, description=cell.name)
+    summary = json.loads(summary_file.read_text())
+    result = write_eval(run_dir, prior_images=prior_images, progress=progress)
+    result["train_seconds"] = summary["train_seconds"]
+    result["labels"] = cell.labels
+    (run_dir / "eval-test" / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_cells(cells: Sequence[Cell], root: Path, *, prior_images: int = 4096,
+              progress: bool = True) -> list[dict]:
+    """Run every cell in order, printing where the experiment stands."""
+    names = [c.name for c in cells]
+    if len(set(names)) != len(names):
+        raise ValueError(f"cell names must be unique, got {names}")
+    results = []
+    for i, cell in enumerate(cells, 1):
+        state = "done, reused" if (root / "cells" / cell.name / "eval-test" / "eval.json").is_file() else "running"
+        print(f"[{i}/{len(cells)}] {cell.name} ({state})", flush=True)
+        result = run_cell(cell, root, prior_images=prior_images, progress=progress)
+        result["cell"] = cell.name
+        results.append(result)
+    return results
+
+
+def aggregate(values: Sequence[float]) -> dict:
+    """Mean and (sample) standard deviation over seeds."""
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "values": values}
+
+
+def fmt(agg: dict, digits: int = 3) -> str:
+    return f"{agg['mean']:.{digits}f} ± {agg['std']:.{digits}f}" if agg["n"] > 1 else f"{agg['mean']:.{digits}f}"
+
+
+def group(results: Sequence[dict], key: Callable[[dict], object]) -> dict:
+    """Results grouped by ``key(result)``, in first-seen order."""
+    out: dict = {}
+    for r in results:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def mean_over(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
