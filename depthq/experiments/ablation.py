@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depthq.config import config_from_dict
-from depthq.experiments.common import Cell, mean_over, run_cells
+from depthq.experiments.common import Cell, mean_over, run_cells, single_level_config
 from depthq.io import write_json
 
 PRESETS = {
@@ -41,20 +40,13 @@ PRESETS["toy"] = {  # seconds: for tests
 
 def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
     out = []
-    steps = preset["steps"]
     for quantizer in preset["quantizers"]:
         for m in preset["num_codebooks"]:
             for k in preset["codebook_sizes"]:
                 for d in preset["code_dims"]:
-                    config = config_from_dict({
-                        "model": {**preset["model"], "stride": 2, "levels": [k], "num_codebooks": m,
-                                  "code_dim": d, "quantizer": quantizer, "head": "dmol"},
-                        "data": {"name": data, "root": root, "batch_size": preset["batch_size"],
-                                 "val_fraction": 0.05, "max_val_images": 256},
-                        "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10),
-                                  "seed": preset["seed"], "val_every": steps,
-                                  "checkpoint_every": max(steps // 4, 1)},
-                    })
+                    config = single_level_config(preset, quantizer=quantizer, codebook_size=k,
+                                                 num_codebooks=m, code_dim=d, seed=preset["seed"],
+                                                 data=data, root=root)
                     out.append(Cell(f"{quantizer}-M{m}-K{k}-D{d}", config,
                                     {"quantizer": quantizer, "M": m, "K": k, "D": d}))
     return out

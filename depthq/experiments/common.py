@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from depthq.config import RunConfig, dump_config, load_config
+from depthq.config import RunConfig, config_from_dict, dump_config, load_config
 from depthq.evaluate.report import write_eval
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,23 @@ class Cell:
     name: str
     config: RunConfig
     labels: dict = field(default_factory=dict)
+
+
+def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num_codebooks: int,
+                        code_dim: int, seed: int, data: str, root: str | None) -> RunConfig:
+    """The run config of one experiment cell: a single-level dmol model from ``preset``.
+
+    ``preset`` holds ``model`` (network fields), ``steps``, ``lr`` and ``batch_size``.
+    """
+    steps = preset["steps"]
+    return config_from_dict({
+        "model": {**preset["model"], "stride": 2, "levels": [codebook_size], "num_codebooks": num_codebooks,
+                  "code_dim": code_dim, "quantizer": quantizer, "head": "dmol"},
+        "data": {"name": data, "root": root, "batch_size": preset["batch_size"], "val_fraction": 0.05,
+                 "max_val_images": 256},
+        "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10), "seed": seed,
+                  "val_every": steps, "checkpoint_every": max(steps // 4, 1)},
+    })
 
 
 def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> dict:

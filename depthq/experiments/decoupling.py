@@ -20,9 +20,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from depthq.config import config_from_dict
 from depthq.evaluate import figures
-from depthq.experiments.common import Cell, aggregate, fmt, group, mean_over, run_cells
+from depthq.experiments.common import Cell, aggregate, fmt, group, mean_over, run_cells, single_level_config
 from depthq.io import write_json
 
 PRESETS = {
@@ -56,15 +55,8 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
     out = []
     for name, quantizer, size in variants(m, k):
         for seed in preset["seeds"]:
-            steps = preset["steps"]
-            config = config_from_dict({
-                "model": {**preset["model"], "stride": 2, "levels": [size], "num_codebooks": m,
-                          "code_dim": d, "quantizer": quantizer, "head": "dmol"},
-                "data": {"name": data, "root": root, "batch_size": preset["batch_size"],
-                         "val_fraction": 0.05, "max_val_images": 256},
-                "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10),
-                          "seed": seed, "val_every": steps, "checkpoint_every": max(steps // 4, 1)},
-            })
+            config = single_level_config(preset, quantizer=quantizer, codebook_size=size, num_codebooks=m,
+                                         code_dim=d, seed=seed, data=data, root=root)
             slug = name.lower().replace(", ", "-").replace(" ", "-")
             out.append(Cell(f"{slug}-seed{seed}", config, {"variant": name, "seed": seed,
                                                            "quantizer": quantizer, "codebook_size": size}))
