@@ -18,12 +18,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display: files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from torch import Tensor
 
-from depthq.images import make_grid  # noqa: E402
-from depthq.io import atomic_write  # noqa: E402
+from depthq.images import make_grid
+from depthq.io import atomic_write
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
@@ -37,7 +37,7 @@ def mi_matrices(panels: Sequence[tuple[str, np.ndarray | None]], path: str | os.
                 title: str = "Mutual information between codebooks (nats; diagonal: entropy)") -> Path:
     """Heat maps of (M, M) MI matrices, one panel per (title, matrix); None draws "n/a"."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.6), squeeze=False, layout="constrained")
     vmax = max((float(np.nanmax(m)) for _, m in panels if m is not None and m.size), default=1.0)
     for ax, (name, matrix) in zip(axes[0], panels):
         ax.set_title(name, fontsize=10)
@@ -64,7 +64,7 @@ def mi_matrices(panels: Sequence[tuple[str, np.ndarray | None]], path: str | os.
 def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
     """Per level: the mean code entropy per position (H, W) and the histogram of (M, H, W) values."""
     n = len(maps)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(3.9 * n, 6.6), squeeze=False, layout="constrained")
     for level, entropy in enumerate(maps):
         top, bottom = axes[0, level], axes[1, level]
         im = top.imshow(entropy.mean(0), cmap="magma", vmin=0)

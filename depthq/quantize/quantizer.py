@@ -69,14 +69,14 @@ class _StraightThrough(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(ctx, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(x, codes)
         commitment = F.mse_loss(x.float(), codes)
         out = codes if codes.dtype == x.dtype else codes.to(x.dtype)
         return out.view_as(out), commitment
 
     @staticmethod
-    def backward(ctx, grad_q: Tensor | None, grad_c: Tensor | None):  # noqa: D102
+    def backward(ctx, grad_q: Tensor | None, grad_c: Tensor | None):
         x, codes = ctx.saved_tensors
         grad = None
         if grad_c is not None:

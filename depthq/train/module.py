@@ -41,7 +41,7 @@ class SkippingAdam(torch.optim.Adam):
         super().__init__(*args, **kwargs)
         self.skip_next = False
 
-    def step(self, closure=None):  # noqa: D102
+    def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -187,3 +187,17 @@ def test_bad_configs_fail_naming_the_key(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         train(tiny_config(*overrides), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing written for a bad config
+
+
+def test_atomic_writes_keep_usual_permissions_and_leave_no_temp_files(tmp_path):
+    from depthq.io import atomic_write, write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a.json", {"x": 1})
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+        with pytest.raises(RuntimeError, match="boom"):
+            atomic_write(tmp_path / "b.json", lambda tmp: (_ for _ in ()).throw(RuntimeError("boom")))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no partial or temp file
+    finally:
+        os.umask(old)
