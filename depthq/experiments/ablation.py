@@ -23,7 +23,7 @@ PRESETS = {
     # about 10 minutes on 2 CPU cores: 2 quantizers x 2 K x 2 D, one seed
     "quick": {"model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
               "quantizers": ["dq", "vq"], "codebook_sizes": [8, 64], "code_dims": [8, 32],
-              "num_codebooks": [4], "steps": 300, "seed": 0, "batch_size": 32, "lr": 1e-3,
+              "num_codebooks": [4], "steps": 500, "seed": 0, "batch_size": 32, "lr": 1e-3,
               "prior_images": 2048},
     # one GPU: the official network, a 4 x 4 grid for three quantizer kinds
     "full": {"model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
@@ -94,7 +94,8 @@ def heatmap(rows: list[dict], preset: dict, path: Path, key: str = "distortion_b
         grids[(q, m)] = g
     values = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
     vmin, vmax = (values.min(), values.max()) if values.size else (0, 1)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), squeeze=False,
+                             layout="constrained")
     for ax, (q, m) in zip(axes[0], panels):
         g = grids[(q, m)]
         im = ax.imshow(g, cmap="viridis_r", vmin=vmin, vmax=vmax)
@@ -105,8 +106,10 @@ def heatmap(rows: list[dict], preset: dict, path: Path, key: str = "distortion_b
         ax.set_title(f"{q}, M={m}" if q != "vq" else f"vq (codes of M*D, M={m})", fontsize=10)
         for i in range(len(ks)):
             for j in range(len(ds)):
-                if np.isfinite(g[i, j]):
-                    ax.text(j, i, f"{g[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
+                if np.isfinite(g[i, j]):  # dark text on the light (low, good) end of viridis_r
+                    light = (g[i, j] - vmin) < 0.5 * (vmax - vmin)
+                    ax.text(j, i, f"{g[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                            color="black" if light else "white")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("Test distortion bits/dim (paper convention; lower is better)", fontsize=11)
     return _save(fig, path)

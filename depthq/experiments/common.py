@@ -53,6 +53,10 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> di
     from depthq.train import train
 
     run_dir = root / "cells" / cell.name
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and dump_config(load_config(saved)) != dump_config(cell.config):
+        raise ValueError(f"{run_dir} holds a run with another configuration (the preset or the "
+                         "options changed): use another --out, or remove that folder to redo it")
     done = run_dir / "eval-test" / "eval.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -60,9 +64,6 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> di
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
         if checkpoint.is_file():  # interrupted mid-training: continue it
-            saved = load_config(run_dir / "config.yaml")
-            if dump_config(saved) != dump_config(cell.config):
-                raise ValueError(f"{run_dir} holds a run with another config; remove it or use another --out")
             train(cell.config, run_dir, resume=True, description=cell.name)
         else:
             if run_dir.exists():  # started but no checkpoint yet: nothing worth keeping

@@ -27,7 +27,7 @@ from depthq.io import write_json
 PRESETS = {
     # about 10 minutes on 2 CPU cores: 4 variants x 2 seeds
     "quick": {"model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
-              "num_codebooks": 4, "codebook_size": 8, "code_dim": 16, "steps": 300, "seeds": [0, 1],
+              "num_codebooks": 4, "codebook_size": 8, "code_dim": 16, "steps": 600, "seeds": [0, 1],
               "batch_size": 32, "lr": 1e-3, "prior_images": 2048},
     # one GPU: the official network at a single level
     "full": {"model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
@@ -114,7 +114,9 @@ def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: st
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     rows = summarise(results, preset["num_codebooks"])
     seed0 = {r["labels"]["variant"]: r for r in results if r["labels"]["seed"] == preset["seeds"][0]}
-    panels = [(name, r["levels"][0].get("mutual_information_nats")) for name, r in seed0.items()]
+    # one-codebook variants have no pairs: only DQ and coupled have an MI matrix
+    panels = [(name, r["levels"][0]["mutual_information_nats"]) for name, r in seed0.items()
+              if "mutual_information_nats" in r["levels"][0]]
     import numpy as np
 
     figure = figures.mi_matrices([(n, np.array(m) if m is not None else None) for n, m in panels],

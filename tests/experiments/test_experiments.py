@@ -68,3 +68,9 @@ def test_ablation_is_resumable(tmp_path, capsys):
     assert printed.count("(done, reused)") == 3
     assert (tmp_path / "abl" / "cells" / "dq-M2-K4-D4" / "eval-test" / "eval.json").stat().st_mtime_ns == stamp
     assert [r["distortion_bpd"] for r in again["rows"]][:3] == [r["distortion_bpd"] for r in first["rows"]][:3]
+
+
+def test_a_changed_preset_does_not_reuse_old_cells(tmp_path):
+    ablation.run(tmp_path / "abl", preset_name="toy", codebook_sizes=[4], quantizers=["dq"])
+    with pytest.raises(ValueError, match="another configuration"):
+        ablation.run(tmp_path / "abl", preset_name="toy", codebook_sizes=[4], quantizers=["dq"], steps=3)
