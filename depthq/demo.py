@@ -15,8 +15,8 @@ from pathlib import Path
 
 
 from depthq.config import RunConfig, config_from_dict
-from depthq.evaluate.report import format_table
-from depthq.evaluate.run import evaluate_run
+from depthq.evaluate import figures
+from depthq.evaluate.report import format_table, mi_panels, write_eval
 from depthq.images import make_grid, save_png
 from depthq.io import write_json
 
@@ -73,7 +73,8 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
         config = demo_config(quantizer, steps, batch_size)
         start = time.perf_counter()
         summary = train(config, out / f"{quantizer}-run", description=f"training {label}")
-        _, result, _, grid = evaluate_run(out / f"{quantizer}-run", split="test", diagnostics=True)
+        # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
+        result, grid = write_eval(out / f"{quantizer}-run", return_grid=True)
         result["train_seconds"] = summary["train_seconds"]
         result["total_seconds"] = time.perf_counter() - start
         results[label], grids[label] = result, grid
@@ -83,17 +84,21 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
             f"Prior of the 'empirical' rows: {first.get('prior', 'n/a')}.")
     originals = next(iter(grids.values()))[0]
     save_png(make_grid([originals, *(g[1] for g in grids.values())], scale=3), out / "test_reconstructions.png")
+    panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}, ")]
+    figures.mi_matrices(panels, out / "mutual_information.png")
     write_json(out / "summary.json", {"results": results, "steps": steps})
     (out / "summary.md").write_text(
         f"# depthq demo\n\n{table}\n\n{note}\n\n![test reconstructions](test_reconstructions.png)\n"
-        f"\nRows of the picture: originals, {', '.join(grids)} reconstructions.\n"
+        f"\nRows of the picture: originals, {', '.join(grids)} reconstructions.\n\n"
+        f"![mutual information](mutual_information.png)\n\nFull reports: "
+        + ", ".join(f"{q}-run/eval-test/report.md" for q in ("dq", "vq")) + "\n"
     )
     print()
     print(table)
     print()
     print(note)
-    print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(grids)}); "
-          f"validation grids in {out}/*-run/grids/.")
+    print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(grids)}), "
+          f"{out / 'mutual_information.png'}; full reports with figures: {out}/*-run/eval-test/report.md")
     return results
 
 

@@ -80,7 +80,7 @@ def format_table(results: dict[str, dict], extra_rows: Sequence = ()) -> str:
     return "\n".join([head, sep, *body])
 
 
-def _mi_panels(result: dict, prefix: str = "") -> list[tuple[str, np.ndarray | None]]:
+def mi_panels(result: dict, prefix: str = "") -> list[tuple[str, np.ndarray | None]]:
     return [(f"{prefix}level {lv['level']}",
              np.array(lv["mutual_information_nats"]) if "mutual_information_nats" in lv else None)
             for lv in result["levels"]]
@@ -88,11 +88,12 @@ def _mi_panels(result: dict, prefix: str = "") -> list[tuple[str, np.ndarray | N
 
 @torch.no_grad()
 def write_eval(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-               correction: str = "none", **kwargs) -> dict:
+               correction: str = "none", return_grid: bool = False, **kwargs):
     """Evaluate a run and write eval.json, report.md and the figures into ``out``.
 
     ``kwargs`` go to :func:`depthq.evaluate.run.evaluate_run` (data, root, split, weights,
-    prior_images, batch_size, precision, device, progress).
+    prior_images, batch_size, precision, device, progress). Returns the result, or
+    (result, (originals, reconstructions)) with ``return_grid``.
     """
     run_dir = Path(run_dir)
     split = kwargs.get("split", "test")
@@ -112,7 +113,7 @@ def write_eval(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     codes = model.encode(originals.to(device))
     per_level = [model.decode_levels(codes, keep=[i]).cpu() for i in range(len(codes))]
     made = {
-        "mutual_information": figures.mi_matrices(_mi_panels(result), out / "mutual_information.png"),
+        "mutual_information": figures.mi_matrices(mi_panels(result), out / "mutual_information.png"),
         "entropy_maps": figures.entropy_maps([s.entropy_map(correction).numpy() for s in evaluator.codes],
                                              out / "entropy_maps.png"),
         "reconstructions": figures.reconstructions(originals, recons, out / "reconstructions.png"),
@@ -126,13 +127,13 @@ def write_eval(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     write_json(out / "eval.json", result)
     (out / "report.md").write_text(format_report(result))
     result["out"] = str(out)
-    return result
+    return (result, grid) if return_grid else result
 
 
 def format_report(result: dict) -> str:
     """report.md: the figures of one evaluation, readable."""
     lines = [f"# Evaluation of `{result['run_dir']}`", "",
-             f"{result['images']:,} {result['data']} images of the **{result['split']}** split "
+             f"{result['images']:,} images of the **{result['split']}** split of `{result['data']}` "
              f"({result['dims']} dims each), weights `{result['weights']}` at step {result['step']}, "
              f"{result['quantizer']} quantizer, {result['parameters']:,} parameters, "
              f"evaluated in {'fp32' if result['precision'] == '32' else result['precision']}.", ""]
@@ -179,7 +180,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
         else:
             results[name] = write_eval(run, **kwargs)
     table = format_table(results)
-    panels = [p for name, r in results.items() for p in _mi_panels(r, prefix=f"{name}\n")]
+    panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}\n")]
     figure = figures.mi_matrices(panels, out / "mutual_information.png")
     write_json(out / "compare.json", {"runs": {n: str(r) for n, r in zip(names, run_dirs)}, "results": results})
     (out / "compare.md").write_text(f"# Comparison ({split} split)\n\n{table}\n\n![MI]({figure.name})\n")

@@ -64,7 +64,7 @@ def fit_prior(model: HierarchicalAutoencoder, train_images: ImageSet, *, max_ima
         for x in _batches(train_images, indices, batch_size, "fitting the empirical prior", progress):
             for stats, z in zip(counts, model.encode(x.to(device))):
                 stats.update(z.cpu())
-    name = (f"empirical prior: code frequencies of {len(indices):,} {train_images.name} training "
+    name = (f"code frequencies of {len(indices):,} {train_images.name} training "
             f"images, add-one smoothed")
     return EmpiricalPrior.fit([c.marginal for c in counts]), name
 

@@ -7,6 +7,7 @@ Run directory (``--run-dir``)::
     validation.jsonl         each validation's labelled figures
     grids/step_*.png         originals above reconstructions, at each validation
     checkpoints/last.ckpt    Lightning checkpoint for --resume (atomic, weights_only loading)
+    checkpoints/best.ckpt    the same at the best validation
     model.safetensors        latest weights + config.json: depthq.load(run_dir)
     best.safetensors         weights of the best validation (total bits/dim, or MSE)
     summary.json             final validation, timing, parameters, skipped steps
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,6 +153,9 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
         callbacks=[
             ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=t.checkpoint_every,
                             save_top_k=0, save_last=True),
+            # best.ckpt: the full state at the best validation (total bits/dim, or MSE)
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/selection",
+                            mode="min", save_top_k=1, enable_version_counter=False),
             RNGState(), RunArtifacts(run_dir, metadata),
             *([StepProgress(description)] if t.progress else []), *callbacks,
         ],
@@ -162,7 +167,10 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
              f"{parameters:,}", accelerator, precision, ", channels_last" if channels_last else "",
              run_dir)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
+    with warnings.catch_warnings():
+        if resume:  # a resumed run's checkpoint folder is expected to hold checkpoints
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
     seconds = time.perf_counter() - start
     last = module.last_validation
     if dm.val_fraction > 0 and (last is None or last["step"] != trainer.global_step):

@@ -31,7 +31,7 @@ def test_a_tiny_run_writes_the_expected_files(tmp_path):
     run = tmp_path / "run"
     summary = train(tiny_config("train.steps=6", "train.val_every=3", "train.checkpoint_every=3"), run)
     for name in ("config.yaml", "config.json", "metrics.csv", "validation.jsonl", "summary.json",
-                 "model.safetensors", "best.safetensors", "checkpoints/last.ckpt",
+                 "model.safetensors", "best.safetensors", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
                  "grids/step_0000003.png", "grids/step_0000006.png"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
