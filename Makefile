@@ -31,6 +31,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python benchmarks/quantizer.py
+	$(BIN)/python benchmarks/model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -14,6 +14,7 @@ wrong types and out-of-range values raise ``ValueError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -63,7 +64,7 @@ class DataConfig:
             _check_int("data.eval_batch_size", self.eval_batch_size, 1)
         if self.max_val_images is not None:
             _check_int("data.max_val_images", self.max_val_images, 1)
-        if not 0.0 <= self.val_fraction < 1.0:
+        if not 0.0 <= self.val_fraction < 1.0:  # also rejects NaN
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.schedule is not None:
             for i, stage in enumerate(self.schedule):
@@ -105,7 +106,8 @@ class TrainConfig:
     val_every: int = 500
     """Validate (bits/dim, MSE/PSNR, usage, grid) every this many steps."""
     checkpoint_every: int = 500
-    """Write last.ckpt every this many steps (and at each validation)."""
+    """Write checkpoints/last.ckpt every this many steps (it is also rewritten after each
+    validation, and best.ckpt when the validation improves)."""
     log_every: int = 25
     """Log training metrics every this many steps."""
     grid_images: int = 8
@@ -118,11 +120,11 @@ class TrainConfig:
                           ("val_every", 1), ("checkpoint_every", 1), ("log_every", 1),
                           ("grid_images", 0)):
             _check_int(f"train.{name}", getattr(self, name), low)
-        if not self.lr > 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
-        if self.grad_clip < 0:
-            raise ValueError(f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}")
-        if self.skip_grad_norm is not None and not self.skip_grad_norm > 0:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"train.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"train.grad_clip must be a finite number >= 0 (0 disables), got {self.grad_clip}")
+        if self.skip_grad_norm is not None and not (math.isfinite(self.skip_grad_norm) and self.skip_grad_norm > 0):
             raise ValueError(f"train.skip_grad_norm must be > 0 or null, got {self.skip_grad_norm}")
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:

@@ -34,7 +34,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -43,10 +48,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: read once at import: os.umask is process-wide, and changing it later races with other threads
+_UMASK = _read_umask()
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
@@ -56,16 +65,25 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
 
 def save_model(model: HierarchicalAutoencoder, folder: str | os.PathLike, *,
                weights_name: str = WEIGHTS, metadata: dict | None = None) -> Path:
-    """Write ``weights_name`` and ``config.json`` into ``folder``; returns the weights path."""
+    """Write ``weights_name``, its metadata sidecar ``<stem>.json`` and ``config.json``.
+
+    ``config.json`` (the model config plus the latest metadata) is what ``load`` needs; the
+    sidecar keeps the metadata of that weights file (its step and validation), since a run
+    folder holds several (``model.safetensors``, ``best.safetensors``).
+    """
     folder = Path(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     weights = atomic_write(folder / weights_name, lambda tmp: save_file(state, tmp))
-    write_json(folder / CONFIG, {
-        "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
-        **(metadata or {}),
-    })
+    payload = {"format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
+    write_json(weights.with_suffix(".json"), payload)
+    write_json(folder / CONFIG, payload)
     return weights
+
+
+def read_metadata(run_dir: str | os.PathLike, weights: str = WEIGHTS) -> dict:
+    """The metadata saved with a weights file (its sidecar), else the run's config.json."""
+    sidecar = (Path(run_dir) / weights).with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else read_config(run_dir)
 
 
 def read_config(run_dir: str | os.PathLike) -> dict:

@@ -47,14 +47,16 @@ _AUGMENT_SALT = 0x5EED  # keeps augmentation randomness apart from the data-orde
 class StagedBatches(Dataset):
     """Map-style data set indexed by ``BatchKey``: returns that step's uint8 batch (B, C, H, W)."""
 
-    def __init__(self, sets: Sequence[ImageSet], *, seed: int, flip: bool, crop_padding: int) -> None:
+    def __init__(self, sets: Sequence[ImageSet], *, seed: int, flip: bool, crop_padding: int,
+                 rank: int = 0) -> None:
         self.sets = list(sets)
-        self.seed, self.flip, self.crop_padding = seed, flip, crop_padding
+        self.seed, self.flip, self.crop_padding, self.rank = seed, flip, crop_padding, rank
 
     def __getitem__(self, key: BatchKey) -> Tensor:
         batch = self.sets[key.stage].batch(key.indices)  # (B, C, H, W) uint8
         if self.flip or self.crop_padding:
-            generator = torch.Generator().manual_seed(mix_seed(self.seed, key.step, _AUGMENT_SALT))
+            # seeded by (seed, step, rank): each rank's slice of the global batch draws its own
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, key.step, self.rank, _AUGMENT_SALT))
             batch = augment(batch, flip=self.flip, crop_padding=self.crop_padding, generator=generator)
         return batch
 
@@ -194,7 +196,8 @@ class ImageDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         sampler = StagedBatchSampler(self.stages, [len(x) for x in sets], self.batch_size, self.seed,
                                      start_step=self._start_step(), rank=rank, world_size=world)
-        batches = StagedBatches(sets, seed=self.seed, flip=self.augment_flip, crop_padding=self.augment_crop)
+        batches = StagedBatches(sets, seed=self.seed, flip=self.augment_flip, crop_padding=self.augment_crop,
+                                rank=rank)
         return DataLoader(batches, batch_size=None, sampler=sampler, num_workers=self.num_workers,
                           pin_memory=torch.cuda.is_available(), generator=self._generator())
 

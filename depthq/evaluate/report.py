@@ -13,7 +13,9 @@
   ``perplexity``, ``used_fraction``, ``dead_codes``; ``mean_position_entropy_nats`` (the mean of
   the entropy map, nats/pixel); for M > 1 ``mutual_information_nats`` (M x M, entropies on the
   diagonal), ``mean_offdiagonal_mi_nats``, ``total_correlation_nats``;
-- ``correction``: "none" (plug-in estimates) or "miller-madow";
+- ``correction``: "none" (plug-in estimates) or "miller-madow" (also applied to ``perplexity``);
+- ``options``: the options the evaluation ran with (data, root, split, weights, prior_images,
+  precision, correction): ``depthq compare`` reuses an eval.json only when they match;
 - ``figures``: file names of the PNGs next to eval.json.
 """
 
@@ -96,12 +98,14 @@ def write_eval(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     (result, (originals, reconstructions)) with ``return_grid``.
     """
     run_dir = Path(run_dir)
-    split = kwargs.get("split", "test")
-    out = Path(out) if out is not None else run_dir / f"eval-{split}"
+    out = Path(out) if out is not None else default_eval_dir(run_dir, kwargs.get("split", "test"),
+                                                             kwargs.get("weights", "model.safetensors"))
     model, result, evaluator, grid = evaluate_run(run_dir, diagnostics=True, **kwargs)
     result["correction"] = correction
+    result["options"] = eval_options(correction=correction, **kwargs)
     for entry, stats in zip(result["levels"], evaluator.codes):
         entry["entropy_nats"] = stats.entropies(correction).tolist()
+        entry["perplexity"] = [float(np.exp(h)) for h in entry["entropy_nats"]]  # exp(entropy) as reported
         entropy_map = stats.entropy_map(correction).numpy()
         entry["mean_position_entropy_nats"] = float(entropy_map.mean())
         if stats.pairwise:
@@ -164,6 +168,21 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_eval_dir(run_dir: Path, split: str, weights: str) -> Path:
+    """``eval-<split>`` for model.safetensors, ``eval-<split>-<stem>`` for other weights."""
+    stem = Path(weights).stem
+    return run_dir / (f"eval-{split}" if stem == "model" else f"eval-{split}-{stem}")
+
+
+def eval_options(**kwargs) -> dict:
+    """The options that change an evaluation's figures (recorded in eval.json; compare reuses an
+    eval.json only when they match)."""
+    keys = ("data", "root", "split", "weights", "prior_images", "precision", "correction")
+    defaults = {"split": "test", "weights": "model.safetensors", "prior_images": 8192, "precision": "32",
+                "correction": "none", "data": None, "root": None}
+    return {k: kwargs.get(k, defaults[k]) for k in keys}
+
+
 def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                  names: Sequence[str] | None = None, reuse: bool = True, **kwargs) -> dict:
     """One table and one MI figure for several runs (evaluating those without an eval.json)."""
@@ -172,12 +191,14 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     names = list(names) if names else [Path(r).name for r in run_dirs]
     if len(set(names)) != len(names):
         names = [str(r) for r in run_dirs]
+    wanted = eval_options(**kwargs)
     results = {}
     for name, run in zip(names, run_dirs):
-        cached = Path(run) / f"eval-{split}" / "eval.json"
-        if reuse and cached.is_file() and not kwargs.get("data"):
-            results[name] = json.loads(cached.read_text())
-        else:
+        cached = default_eval_dir(Path(run), split, wanted["weights"]) / "eval.json"
+        previous = json.loads(cached.read_text()) if reuse and cached.is_file() else None
+        if previous is not None and previous.get("options") == wanted:
+            results[name] = previous
+        else:  # missing, or made with other options: evaluate again
             results[name] = write_eval(run, **kwargs)
     table = format_table(results)
     panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}\n")]

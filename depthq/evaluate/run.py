@@ -22,7 +22,7 @@ from depthq.data import ImageSet, get_dataset
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.evaluate.evaluator import Evaluator
 from depthq.evaluate.information import CodeStatistics
-from depthq.io import load, read_config
+from depthq.io import load, read_metadata
 from depthq.models import HierarchicalAutoencoder
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, data: str | None = None, root: s
     Returns (model, result, evaluator, grid) so callers can draw the figures.
     """
     run_dir = Path(run_dir)
-    meta = read_config(run_dir)
+    meta = read_metadata(run_dir, weights)
     model = load(run_dir, weights=weights, map_location=device)
     run = meta.get("run", {})
     data_cfg = run.get("data", {})
@@ -106,7 +106,9 @@ def evaluate_run(run_dir: str | os.PathLike, *, data: str | None = None, root: s
     if root is None and data is None:
         root = data_cfg.get("root")
     schedule = data_cfg.get("schedule")
-    size = schedule[-1]["image_size"] if schedule else model.config.image_size
+    size = schedule[-1]["image_size"] if schedule else model.config.image_size  # the last stage's
+    if name in ("imagenet32", "imagenet64"):  # a progressive run ends on the other resolution
+        name = f"imagenet{size}"
     size_arg = size if name in ("photos", "folder") else None
     seed = run.get("train", {}).get("seed", 0)
     images = get_dataset(name, split, root=root, image_size=size_arg,

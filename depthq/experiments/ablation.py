@@ -55,7 +55,7 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
 def summarise(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
-        lab = r["labels"]
+        lab = r["cell_labels"]
         codebooks = 1 if lab["quantizer"] == "vq" else lab["M"]
         rows.append({**lab, "code_vectors": codebooks * lab["K"],
                      "bits_per_position": codebooks * math.log2(lab["K"]),

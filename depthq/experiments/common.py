@@ -18,6 +18,7 @@ from pathlib import Path
 
 from depthq.config import RunConfig, config_from_dict, dump_config, load_config
 from depthq.evaluate.report import write_eval
+from depthq.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> di
                          "options changed): use another --out, or remove that folder to redo it")
     done = run_dir / "eval-test" / "eval.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        result.setdefault("cell_labels", cell.labels)
+        return result
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
@@ -72,8 +75,8 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> di
     summary = json.loads(summary_file.read_text())
     result = write_eval(run_dir, prior_images=prior_images, progress=progress)
     result["train_seconds"] = summary["train_seconds"]
-    result["labels"] = cell.labels
-    (run_dir / "eval-test" / "eval.json").write_text(json.dumps(result, indent=2))
+    result["cell_labels"] = cell.labels  # "labels" names the bits/dim figures
+    write_json(done, result)  # atomic: a crash here never leaves a truncated eval.json
     return result
 
 

@@ -65,15 +65,15 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
 
 def summarise(results: list[dict], m: int) -> list[dict]:
     rows = []
-    for variant, rs in group(results, lambda r: r["labels"]["variant"]).items():
+    for variant, rs in group(results, lambda r: r["cell_labels"]["variant"]).items():
         lv = [r["levels"][0] for r in rs]
-        k = rs[0]["labels"]["codebook_size"]
+        k = rs[0]["cell_labels"]["codebook_size"]
         codebooks = len(lv[0]["entropy_nats"])
         rows.append({
-            "variant": variant, "quantizer": rs[0]["labels"]["quantizer"], "codebook_size": k,
+            "variant": variant, "quantizer": rs[0]["cell_labels"]["quantizer"], "codebook_size": k,
             "code_vectors": codebooks * k,
-            "bits_per_position": (m if rs[0]["labels"]["quantizer"] != "vq" else 1) * math.log2(k),
-            "seeds": [r["labels"]["seed"] for r in rs],
+            "bits_per_position": (m if rs[0]["cell_labels"]["quantizer"] != "vq" else 1) * math.log2(k),
+            "seeds": [r["cell_labels"]["seed"] for r in rs],
             "distortion_bpd": aggregate([r["bits_per_dim"]["distortion"] for r in rs]),
             "total_uniform_bpd": aggregate([r["bits_per_dim"]["total_uniform"] for r in rs]),
             "total_empirical_bpd": aggregate([r["bits_per_dim"]["total_empirical"] for r in rs]),
@@ -113,7 +113,7 @@ def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: st
     all_cells = cells(preset, data, root)
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     rows = summarise(results, preset["num_codebooks"])
-    seed0 = {r["labels"]["variant"]: r for r in results if r["labels"]["seed"] == preset["seeds"][0]}
+    seed0 = {r["cell_labels"]["variant"]: r for r in results if r["cell_labels"]["seed"] == preset["seeds"][0]}
     # one-codebook variants have no pairs: only DQ and coupled have an MI matrix
     panels = [(name, r["levels"][0]["mutual_information_nats"]) for name, r in seed0.items()
               if "mutual_information_nats" in r["levels"][0]]

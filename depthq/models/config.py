@@ -83,9 +83,10 @@ class ModelConfig:
             raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"model.decay must be in [0, 1], got {self.decay}")
-        if self.beta < 0 or self.dead_code_threshold < 0:
-            raise ValueError("model.beta and model.dead_code_threshold must be >= 0, got "
-                             f"{self.beta} and {self.dead_code_threshold}")
+        for name in ("beta", "dead_code_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"model.{name} must be a finite number >= 0, got {value}")
         self.check_image_size(self.image_size)
 
     @property

@@ -301,14 +301,22 @@ class DMoLHead(LikelihoodHead):
         return self._decode(means, coupling, None)
 
     def _mean(self, p: Tensor) -> Tensor:
-        """Mixture-weighted component means; each component's coupled mean of channel j uses
-        its own (clamped) means of the channels before j as the estimate of those pixels."""
+        """E[x] of the mixture, rounded: sum over components of weight * E[clip(X, -1, 1)].
+
+        For a logistic X with mean m and scale s, E[clip(X, -1, 1)] =
+        -1 + s * (softplus((m + 1) / s) - softplus((m - 1) / s)) (the edge bins hold the mass
+        beyond +-1). Channel j's mean in a component is coupled to that component's expected
+        values of the channels before it (exact for greyscale; for RGB the coupling is applied
+        to expectations, a close approximation).
+        """
         mix = self.split(p)
         weights = mix.logits.softmax(1)  # (B, n, H, W)
-        values = torch.zeros_like(mix.means)  # (B, C, n, H, W)
+        scales = mix.log_scales.exp()  # (B, C, n, H, W)
+        values = torch.zeros_like(mix.means)  # (B, C, n, H, W): E[clip(x_c)] per component
         for j in range(self.image_channels):
-            v = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
-            values[:, j] = v.clamp(-1.0, 1.0)
+            m = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
+            s = scales[:, j]
+            values[:, j] = -1.0 + s * (F.softplus((m + 1.0) / s) - F.softplus((m - 1.0) / s))
         return _to_levels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:

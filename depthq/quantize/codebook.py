@@ -52,6 +52,8 @@ def sample_vectors(x: Tensor, count: int, noise: float = 1e-3) -> Tensor:
     (``noise`` times the draws' RMS) keeps codes drawn twice from being exact ties.
     """
     m, n, d = x.shape
+    if n == 0:  # an empty batch (e.g. one rank's share) draws nothing
+        return x.new_zeros(m, count, d)
     picks = torch.randint(0, n, (m, count), device=x.device)
     out = x.gather(1, picks.unsqueeze(-1).expand(m, count, d))  # (M, count, D)
     scale = out.pow(2).mean().sqrt() * noise  # RMS of the draws, not a pass over all of x

@@ -71,7 +71,7 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(x, codes)
-        commitment = F.mse_loss(x.float(), codes)
+        commitment = F.mse_loss(x.float(), codes) if x.numel() else codes.new_zeros(())
         out = codes if codes.dtype == x.dtype else codes.to(x.dtype)
         return out.view_as(out), commitment
 
@@ -80,7 +80,7 @@ class _StraightThrough(torch.autograd.Function):
         x, codes = ctx.saved_tensors
         grad = None
         if grad_c is not None:
-            grad = (x.float() - codes).mul_(grad_c * (2.0 / x.numel())).to(x.dtype)
+            grad = (x.float() - codes).mul_(grad_c * (2.0 / max(x.numel(), 1))).to(x.dtype)
         if grad_q is not None:
             grad = grad_q if grad is None else grad.add_(grad_q)
         return grad, None
@@ -218,12 +218,21 @@ class DepthwiseQuantizer(nn.Module):
     def product(
         cls, dim: int, num_subvectors: int, codebook_size: int, **kwargs
     ) -> DepthwiseQuantizer:
-        """Product quantization of (B, dim) vectors cut into ``num_subvectors`` pieces.
+        """Product quantization of (B, dim) vectors cut into ``num_subvectors`` pieces of equal
+        size D = ceil(dim / M); the last piece is zero-padded when M does not divide dim.
 
-        ``dim`` need not divide evenly: the last piece is zero-padded.
+        Raises ValueError when M pieces of that size leave the last one with no real channel
+        (e.g. dim 9 in 4 pieces of 3).
         """
-        code_dim = math.ceil(_positive_int("dim", dim) / _positive_int("num_subvectors", num_subvectors))
-        return cls(num_subvectors, codebook_size, code_dim, in_channels=dim, **kwargs)
+        dim, m = _positive_int("dim", dim), _positive_int("num_subvectors", num_subvectors)
+        code_dim = math.ceil(dim / m)
+        if math.ceil(dim / code_dim) != m:
+            raise ValueError(
+                f"cannot cut dim={dim} into {m} equal sub-vectors with padding in the last one "
+                f"only: pieces of {code_dim} give {math.ceil(dim / code_dim)}; choose a number of "
+                f"sub-vectors M with (M - 1) * ceil({dim} / M) < {dim}"
+            )
+        return cls(m, codebook_size, code_dim, in_channels=dim, **kwargs)
 
     @classmethod
     def scalar(cls, channels: int, levels: int, **kwargs) -> DepthwiseQuantizer:
@@ -251,8 +260,13 @@ class DepthwiseQuantizer(nn.Module):
 
     @property
     def bits_per_position(self) -> float:
-        """Capacity: sum of log2 K over the codebooks a position is coded with (M log2 K)."""
-        return self.num_codebooks * math.log2(self.codebook_size)
+        """Capacity per position: log2 K for each of the P codes that code it (P*log2 K).
+
+        P = M for the channel axis (M log2 K); for the spatial axis P is the number of
+        D-pieces per position, ceil(C / D).
+        """
+        pieces = math.ceil(self.out_channels / self.code_dim)
+        return pieces * math.log2(self.codebook_size)
 
     def extra_repr(self) -> str:
         return (
@@ -300,15 +314,19 @@ class DepthwiseQuantizer(nn.Module):
             if self.training and self._needs_init:
                 self._kmeans_init(flat)
             idx = nearest_codes(flat, self.embed.detach(), self.chunk_elements)  # (M, N)
-            q = gather_codes(self.embed, idx)  # (M, N, D); carries grads if learned
-            codes = layout.from_codebooks(q.detach())  # input shape, fp32
-            if self.learning == "gradient":
-                codebook_loss = F.mse_loss(q, flat)
-            else:
-                codebook_loss = torch.zeros((), device=x.device)
+            codes = layout.from_codebooks(gather_codes(self.embed.detach(), idx))  # input shape, fp32
             counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
+            reset = None
             if self.training:  # after the codes were read: the update is for the next batch
-                self._update(flat, idx, counts)
+                reset = self._update(flat, idx, counts)
+            codebook_loss = torch.zeros((), device=x.device)
+            if self.learning == "gradient" and flat.numel():
+                # ||sg(x) - q||^2, with no gradient for codes just moved onto new vectors (their
+                # gradient was computed at the old position)
+                diff = (gather_codes(self.embed, idx) - flat).pow(2)  # (M, N, D)
+                if reset is not None:
+                    diff = diff * (~reset).gather(1, idx).unsqueeze(-1)
+                codebook_loss = diff.sum() / flat.numel()
             quantized, commitment = _StraightThrough.apply(x, codes)
             loss = codebook_loss + self.beta * commitment
         probs = counts / counts.sum(-1, keepdim=True).clamp(min=1.0)
@@ -327,10 +345,12 @@ class DepthwiseQuantizer(nn.Module):
     # -- training-time updates -------------------------------------------------------------
 
     @torch.no_grad()
-    def _update(self, x: Tensor, idx: Tensor, counts: Tensor) -> None:
+    def _update(self, x: Tensor, idx: Tensor, counts: Tensor) -> Tensor | None:
         """EMA step and dead-code replacement for one training batch.
 
         ``counts`` is summed over ranks in place, so the caller's usage figures are global.
+        Returns the (M, K) mask of codes moved onto new vectors (None when re-initialisation
+        is off).
 
         Under torch.distributed, the batch counts, the batch sums and the replacement
         candidates travel in one all-reduce, so every rank ends with identical codebooks,
@@ -347,12 +367,16 @@ class DepthwiseQuantizer(nn.Module):
             stats.append(cb.code_sums(x, idx, k))  # (M, K, D)
         replace = self.dead_code_threshold > 0
         if replace:
-            candidates = cb.sample_vectors(x, k)  # (M, K, D) drawn from this rank's batch
-            if distributed.world_size() > 1:
-                candidates *= distributed.owner_mask(k, x.device).view(1, k, 1)
-            stats.append(candidates)
+            # Code k's candidate is drawn by one rank (k mod world size); `valid` records
+            # whether that rank had vectors to draw from, so an empty share never seeds a code.
+            candidates = cb.sample_vectors(x, k)  # (M, K, D) from this rank's batch, zeros if empty
+            owner = distributed.owner_mask(k, x.device)  # (K,) all ones in one process
+            candidates *= owner.view(1, k, 1)
+            valid = owner * float(x.shape[1] > 0)
+            stats += [candidates, valid]
         distributed.all_reduce_sum_(*stats)
-        ok = bad[0] == 0
+        # nothing to learn from an empty global batch (or a non-finite one)
+        ok = (bad[0] == 0) & (counts.sum() > 0)
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
         count = self.ema_count.lerp(counts, 1.0 - self.decay)
@@ -362,6 +386,7 @@ class DepthwiseQuantizer(nn.Module):
             embed = total / cb.smoothed_counts(count, self.eps).unsqueeze(-1)
         if replace:
             dead = cb.dead_code_mask(count, self.eps, self.dead_code_threshold)  # (M, K)
+            dead &= (valid > 0).view(1, k)
             embed = torch.where(dead.unsqueeze(-1), candidates, embed)
             # Reset the statistics so the EMA reproduces the new code: N = threshold, S = N*e.
             count = torch.where(dead, self.dead_code_threshold, count)
@@ -371,9 +396,16 @@ class DepthwiseQuantizer(nn.Module):
         self.embed.data.copy_(torch.where(ok, embed, self.embed.detach()))
         if ema:
             self.ema_sum.copy_(torch.where(ok, total, self.ema_sum))
+        return dead & ok if replace else None
 
     @torch.no_grad()
     def _kmeans_init(self, x: Tensor) -> None:
+        # A non-finite vector would make NaN centroids that then capture every vector: wait
+        # for a finite batch (one host sync, and only until the codebooks are initialised).
+        bad = (~torch.isfinite(x.sum())).float().reshape(1)
+        distributed.all_reduce_sum_(bad)
+        if bad.item() > 0 or x.shape[1] == 0:
+            return
         centroids, counts = cb.kmeans(x, self.codebook_size, self.kmeans_iters)
         self.embed.data.copy_(centroids)
         self.ema_count.copy_(counts)

@@ -45,6 +45,8 @@ def nearest_codes(x: Tensor, codebooks: Tensor, chunk_elements: int | None = Non
         )
     m, n, _ = x.shape
     k = codebooks.shape[1]
+    if n == 0:
+        return torch.empty(m, 0, dtype=torch.long, device=x.device)
     sq_norms = codebooks.pow(2).sum(-1).unsqueeze(1)  # (M, 1, K)
     codes_t = codebooks.transpose(1, 2)  # (M, D, K)
     rows = min(n, chunk_rows(m, k, chunk_elements))

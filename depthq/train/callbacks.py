@@ -98,18 +98,24 @@ class StepProgress(L.Callback):
 
 
 class RunArtifacts(L.Callback):
-    """Writes what a person looks at, into the run directory (rank 0 only):
+    """Writes what a person looks at, and the checkpoints that follow a validation.
 
-    - ``grids/step_XXXXXXX.png`` at each validation: originals above reconstructions;
-    - ``validation.jsonl``: every validation's figures, one JSON object per line;
-    - ``model.safetensors`` + ``config.json``: the latest weights (at each validation and at
-      the end), and ``best.safetensors`` for the best validation selection figure.
+    At each validation (files on rank 0 only):
+
+    - ``grids/step_XXXXXXX.png``: originals above reconstructions;
+    - ``validation.jsonl``: the validation's figures, one JSON object per line;
+    - ``model.safetensors`` (+ ``model.json``, ``config.json``): the latest weights; also at the end;
+    - ``best.safetensors`` (+ ``best.json``) and ``checkpoints/best.ckpt`` when the selection
+      figure (total bits/dim with a uniform prior, or MSE) improves;
+    - ``checkpoints/last.ckpt`` again, so that a checkpoint taken at a validation step already
+      holds that validation (a resumed run then tracks the best correctly).
     """
 
     def __init__(self, run_dir: str | os.PathLike, metadata: dict) -> None:
         self.run_dir = Path(run_dir)
         self.metadata = metadata
         self.best = math.inf
+        self.final_improved = False  # set by a validation outside fit (train() saves best.ckpt)
 
     def _export(self, pl_module, weights_name: str) -> None:
         meta = {**self.metadata, "step": int(pl_module.global_step),
@@ -119,20 +125,29 @@ class RunArtifacts(L.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         result = pl_module.last_validation
-        if not trainer.is_global_zero or result is None or trainer.sanity_checking:
+        if result is None or trainer.sanity_checking:
             return
-        step = int(pl_module.global_step)
-        grid = pl_module.validation_grid
-        if grid is not None and grid[0].shape[0]:
-            save_reconstructions(*grid, self.run_dir / "grids" / f"step_{step:07d}.png")
-        with open(self.run_dir / "validation.jsonl", "a") as f:
-            f.write(json.dumps(result) + "\n")
-        self._export(pl_module, "model.safetensors")
         bits = result["bits_per_dim"]
         selection = bits["total_uniform"] if bits is not None else result["mse"]
-        if selection < self.best:
+        improved = selection < self.best  # the same on every rank: each saw the full split
+        if improved:
             self.best = selection
-            self._export(pl_module, "best.safetensors")
+        if trainer.is_global_zero:
+            step = int(pl_module.global_step)
+            grid = pl_module.validation_grid
+            if grid is not None and grid[0].shape[0]:
+                save_reconstructions(*grid, self.run_dir / "grids" / f"step_{step:07d}.png")
+            with open(self.run_dir / "validation.jsonl", "a") as f:
+                f.write(json.dumps(result) + "\n")
+            self._export(pl_module, "model.safetensors")
+            if improved:
+                self._export(pl_module, "best.safetensors")
+        if trainer.state.fn == "fit":  # collective: every rank calls, rank 0 writes
+            if improved:
+                trainer.save_checkpoint(self.run_dir / "checkpoints" / "best.ckpt", weights_only=False)
+            trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        else:
+            self.final_improved = improved
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:

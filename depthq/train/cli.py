@@ -9,6 +9,10 @@ from pathlib import Path
 
 from depthq.config import dump_config, load_config
 
+#: shortcut flags whose value is text: passed through as a YAML string, so that e.g.
+#: ``--root ~`` or ``--root 2024`` is a folder name, not null or a number
+TEXT_SHORTCUTS = {"accelerator", "precision", "strategy", "quantizer", "data", "root"}
+
 SHORTCUTS = {  # convenience flags -> config keys
     "steps": "train.steps",
     "devices": "train.devices",
@@ -48,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from depthq.train import train
 
     overrides = list(args.overrides)
-    overrides += [f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items()
-                  if getattr(args, flag) is not None]
+    for flag, key in SHORTCUTS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            if flag in TEXT_SHORTCUTS and not (flag == "precision" and value.isdigit()):
+                value = json.dumps(value)  # a YAML string
+            overrides.append(f"{key}={value}")
     if args.resume:
         if not args.run_dir:
             raise ValueError("--resume needs --run-dir (the run to continue)")

@@ -8,8 +8,8 @@ Run directory (``--run-dir``)::
     grids/step_*.png         originals above reconstructions, at each validation
     checkpoints/last.ckpt    Lightning checkpoint for --resume (atomic, weights_only loading)
     checkpoints/best.ckpt    the same at the best validation
-    model.safetensors        latest weights + config.json: depthq.load(run_dir)
-    best.safetensors         weights of the best validation (total bits/dim, or MSE)
+    model.safetensors        latest weights + config.json: depthq.load(run_dir); model.json sidecar
+    best.safetensors         weights of the best validation (total bits/dim, or MSE); best.json
     summary.json             final validation, timing, parameters, skipped steps
 """
 
@@ -99,10 +99,28 @@ def make_datamodule(config: RunConfig) -> ImageDataModule:
     return dm
 
 
+LAUNCH_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK",  # Lightning's launcher, torchrun
+                         "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")  # srun tasks
+
+
 def _is_launcher() -> bool:
-    """True in the process that owns the run directory: not a DDP worker started by Lightning's
-    launcher or torchrun (those set RANK / LOCAL_RANK / NODE_RANK), or rank 0 of node 0."""
-    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    """True in the process that owns the run directory: the single process, or rank 0 of
+    node 0 of a DDP run started by Lightning's launcher, torchrun or SLURM's srun."""
+    return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
+
+
+def _check_resumable(checkpoint: Path, config: RunConfig) -> int:
+    """The checkpoint's step; ValueError if the config's model differs from the checkpoint's."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    saved = (state.get("hyper_parameters") or {}).get("config", {}).get("model")
+    wanted = config.to_dict()["model"]
+    if saved is not None and saved != wanted:
+        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise ValueError(
+            "--resume cannot change the model: "
+            + ", ".join(f"model.{k} was {saved.get(k)!r}, now {wanted[k]!r}" for k in changed)
+        )
+    return int(state["global_step"])
 
 
 def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> Path | None:
@@ -114,10 +132,9 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> Path | N
         if not checkpoint.is_file():
             raise FileNotFoundError(f"cannot resume: {checkpoint} not found (was the run started "
                                     f"with this --run-dir, and did it reach its first checkpoint?)")
+        step = _check_resumable(checkpoint, config)  # before anything is written
         (run_dir / "config.yaml").write_text(dump_config(config))
-        # steps logged after the checkpoint will be trained again: drop their rows
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        trim_history(run_dir, int(state["global_step"]))
+        trim_history(run_dir, step)  # steps logged after the checkpoint will be trained again
         return checkpoint
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"run directory {run_dir} already exists and is not empty: "
@@ -143,6 +160,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
     parameters = module.model.num_parameters()
     metadata = {"run": config.to_dict(), "precision": precision, "channels_last": channels_last,
                 "parameters": parameters}
+    artifacts = RunArtifacts(run_dir, metadata)  # validation files, exports, best/last after validations
     trainer = L.Trainer(
         accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=precision, max_steps=t.steps, max_epochs=-1,
@@ -153,10 +171,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
         callbacks=[
             ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=t.checkpoint_every,
                             save_top_k=0, save_last=True),
-            # best.ckpt: the full state at the best validation (total bits/dim, or MSE)
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/selection",
-                            mode="min", save_top_k=1, enable_version_counter=False),
-            RNGState(), RunArtifacts(run_dir, metadata),
+            RNGState(), artifacts,
             *([StepProgress(description)] if t.progress else []), *callbacks,
         ],
         plugins=[SafeCheckpointIO()], use_distributed_sampler=False,
@@ -175,6 +190,8 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
     last = module.last_validation
     if dm.val_fraction > 0 and (last is None or last["step"] != trainer.global_step):
         trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)  # final figures
+        if artifacts.final_improved:
+            trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)  # the full state
     summary = {
         "run_dir": str(run_dir), "steps": int(trainer.global_step), "train_seconds": seconds,

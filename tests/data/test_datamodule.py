@@ -160,3 +160,16 @@ def test_distributed_ranks_take_disjoint_slices_of_one_global_batch():
         assert sorted(torch.cat(parts).tolist()) == sorted(single.batch_at(step).indices.tolist())
     with pytest.raises(ValueError, match="rank must be in"):
         StagedBatchSampler(stages, [100], batch_size=4, seed=3, rank=2, world_size=2)
+
+
+def test_augmentation_differs_between_ranks_of_one_step():
+    from depthq.data.imageset import ImageSet
+    from depthq.data.module import StagedBatches
+    from depthq.data.schedule import BatchKey
+
+    images = torch.arange(64 * 3 * 4 * 4, dtype=torch.int64).remainder(251).to(torch.uint8).view(64, 3, 4, 4)
+    sets = [ImageSet(images=images, name="toy", split="train")]
+    key = BatchKey(step=5, stage=0, indices=torch.arange(64))
+    draws = [StagedBatches(sets, seed=0, flip=True, crop_padding=0, rank=r)[key] for r in (0, 1)]
+    assert not torch.equal(draws[0], draws[1])
+    assert torch.equal(draws[0], StagedBatches(sets, seed=0, flip=True, crop_padding=0, rank=0)[key])

@@ -74,3 +74,19 @@ def test_cli_eval_and_compare(runs, tmp_path, capsys):
     assert "--names has 1 names for 2 runs" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_compare_re_evaluates_when_the_options_differ(runs, tmp_path):
+    write_eval(runs / "dq", prior_images=0, progress=False)  # eval-test/eval.json, no correction
+    out = compare_runs([runs / "dq"], tmp_path / "c", prior_images=0, progress=False,
+                       correction="miller-madow")
+    assert out["results"]["dq"]["options"]["correction"] == "miller-madow"
+    again = compare_runs([runs / "dq"], tmp_path / "c2", prior_images=0, progress=False,
+                         correction="miller-madow")
+    assert again["results"]["dq"]["options"] == out["results"]["dq"]["options"]
+
+
+def test_eval_of_best_weights_goes_to_its_own_folder_with_its_own_step(runs):
+    result = write_eval(runs / "dq", prior_images=0, progress=False, weights="best.safetensors")
+    assert result["out"].endswith("eval-test-best")
+    assert result["step"] == json.loads((runs / "dq" / "best.json").read_text())["step"]

@@ -393,16 +393,27 @@ def test_categorical_mean_is_the_expected_level():
     assert head.mean(torch.zeros(1, 256, 1, 1)).item() == 128  # uniform: 127.5 -> 128
 
 
-def test_dmol_mean_matches_the_brute_force_expectation_for_greyscale():
+@pytest.mark.parametrize("log_scale", [-5.0, -3.0, -1.5, -0.5])
+def test_dmol_mean_matches_the_brute_force_expectation_for_greyscale(log_scale):
     torch.manual_seed(3)
     head = make_head("dmol", 1, mixtures=3)
     p = torch.randn(2, 9, 2, 2) * 0.5
-    p[:, 3:6] = p[:, 3:6].clamp(-0.6, 0.6)  # means away from the edges, where clamping bites
-    p[:, 6:9] = -3.0  # log-scales: about 0.05, a few levels wide
+    p[:, 3:6] = torch.randn(2, 3, 2, 2) * 0.8  # means anywhere, also near and beyond the edges
+    p[:, 6:9] = log_scale  # from a few levels wide to very broad
     levels = torch.arange(256, dtype=torch.uint8)
     probs = torch.stack([head.log_prob(p, v.expand(2, 1, 2, 2).contiguous()).exp() for v in levels])
     expected = (probs * torch.arange(256.0).view(-1, 1, 1, 1)).sum(0)  # (B, H, W)
     assert (head.mean(p)[:, 0].float() - expected).abs().max() <= 1.0
+
+
+def test_dmol_mean_of_rgb_is_close_to_the_sample_mean():
+    torch.manual_seed(4)
+    head = make_head("dmol", 3, mixtures=10)
+    p = torch.randn(1, 100, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([head.sample(p.expand(2000, -1, -1, -1), g).float() for _ in range(5)])
+    sample_mean = draws.mean((0, 1))  # (C, 1, 1)
+    assert (head.mean(p)[0].float() - sample_mean).abs().max() < 3.0
 
 
 def test_dmol_mean_of_two_sharp_components_is_their_midpoint():

@@ -374,3 +374,55 @@ def test_a_non_finite_batch_leaves_the_codebooks_untouched(learning):
         assert torch.equal(v, before[k]), k
     dq(torch.randn(4, 6, 3, 3))  # a finite batch updates as usual
     assert not torch.equal(dq.ema_count, before["ema_count"])
+
+
+def test_kmeans_init_waits_for_a_finite_batch():
+    torch.manual_seed(18)
+    dq = DepthwiseQuantizer(1, 4, 2, kmeans_init=True).train()
+    before = dq.embed.clone()
+    x = torch.randn(32, 2)
+    x[3, 1] = float("nan")
+    dq(x)
+    assert not bool(dq.initialized) and torch.equal(dq.embed, before)
+    dq(torch.randn(32, 2))
+    assert bool(dq.initialized) and torch.isfinite(dq.embed).all()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_an_empty_batch_is_harmless(training):
+    dq = DepthwiseQuantizer(2, 8, 4).train(training)
+    before = {k: v.clone() for k, v in dq.state_dict().items()}
+    x = torch.randn(0, 8, 4, 4, requires_grad=True)
+    out = dq(x)
+    assert out.quantized.shape == (0, 8, 4, 4) and out.indices.shape == (0, 2, 4, 4)
+    assert out.loss.item() == 0.0
+    out.loss.backward()
+    assert torch.equal(dq.embed, before["embed"])
+
+
+def test_bits_per_position_counts_the_pieces_of_a_position():
+    # spatial: 16 rows (codebooks), each position cut into ceil(8 / 4) = 2 pieces
+    assert DepthwiseQuantizer(16, 32, 4, axis="spatial", in_channels=8).bits_per_position == 10
+    assert DepthwiseQuantizer(7, 32, 74, axis="spatial", in_channels=512).bits_per_position == 35
+    assert DepthwiseQuantizer.coupled_baseline(3, 8, 4).bits_per_position == 9
+    assert DepthwiseQuantizer.product(dim=10, num_subvectors=3, codebook_size=16).bits_per_position == 12
+
+
+def test_product_explains_splits_it_cannot_make():
+    with pytest.raises(ValueError, match="cannot cut dim=9 into 4 equal sub-vectors"):
+        DepthwiseQuantizer.product(dim=9, num_subvectors=4, codebook_size=8)
+    assert DepthwiseQuantizer.product(dim=9, num_subvectors=3, codebook_size=8).code_dim == 3
+
+
+def test_gradient_learning_gives_no_gradient_to_reinitialised_codes():
+    torch.manual_seed(19)
+    dq = DepthwiseQuantizer(1, 3, 2, learning="gradient", dead_code_threshold=1.0).train()
+    with torch.no_grad():
+        dq.embed.copy_(torch.tensor([[[0.0, 0.0], [5.0, 5.0], [0.1, 0.1]]]))
+        dq.ema_count.copy_(torch.tensor([[50.0, 50.0, 0.5]]))  # code 2 is about to be re-seeded
+    x = torch.cat([torch.zeros(1, 2) + 0.12, torch.randn(20, 2) * 0.05, torch.randn(20, 2) * 0.05 + 5])
+    out = dq(x)
+    assert out.counts[0, 2] > 0  # code 2 was used by this batch, then re-seeded
+    out.loss.backward()
+    assert torch.equal(dq.embed.grad[0, 2], torch.zeros(2))
+    assert dq.embed.grad[0, :2].abs().sum() > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -181,6 +182,8 @@ def test_two_process_cpu_ddp_keeps_codebooks_identical(tmp_path):
         (["model.image_size=30"], "not divisible by the total stride"),
         (["data.schedule=[{image_size: 32, steps: 3}]", "train.steps=5"], "data.schedule has 3 steps"),
         (["data.name=mnist"], "mnist"),
+        (["train.grad_clip=.nan"], "train.grad_clip must be a finite number"),
+        (["model.beta=.nan"], "model.beta must be a finite number"),
     ],
 )
 def test_bad_configs_fail_naming_the_key(tmp_path, overrides, match):
@@ -192,12 +195,56 @@ def test_bad_configs_fail_naming_the_key(tmp_path, overrides, match):
 def test_atomic_writes_keep_usual_permissions_and_leave_no_temp_files(tmp_path):
     from depthq.io import atomic_write, write_json
 
+    from depthq import io
+
     old = os.umask(0o022)
     try:
         path = write_json(tmp_path / "a.json", {"x": 1})
-        assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+        assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~io._UMASK)
         with pytest.raises(RuntimeError, match="boom"):
             atomic_write(tmp_path / "b.json", lambda tmp: (_ for _ in ()).throw(RuntimeError("boom")))
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no partial or temp file
     finally:
         os.umask(old)
+
+
+def test_resume_refuses_a_changed_model_before_writing_anything(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
+    before = (run / "config.yaml").read_text()
+    changed = load_config(run / "config.yaml", ["model.levels=[32,32]", "train.steps=4"])
+    with pytest.raises(ValueError, match=r"--resume cannot change the model: model.levels was \[16, 16\]"):
+        train(changed, run, resume=True)
+    assert (run / "config.yaml").read_text() == before  # the run is left as it was
+
+
+def test_a_checkpoint_taken_at_a_validation_step_already_holds_that_validation(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    validation = json.loads((run / "validation.jsonl").read_text().splitlines()[0])
+    artifacts = next(v for k, v in state["callbacks"].items() if "RunArtifacts" in k)
+    assert artifacts["best"] == pytest.approx(validation["bits_per_dim"]["total_uniform"])
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["global_step"] == 2
+    assert json.loads((run / "best.json").read_text())["step"] == 2  # the sidecar of best.safetensors
+
+
+def test_only_rank_zero_owns_the_run_directory(monkeypatch):
+    from depthq.train.run import _is_launcher
+
+    assert _is_launcher()
+    for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID"):
+        with monkeypatch.context() as m:
+            m.setenv(var, "1")
+            assert not _is_launcher(), var
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert _is_launcher()
+
+
+def test_cli_shortcuts_keep_text_values_as_text(capsys):
+    from depthq.cli import main
+
+    assert main(["train", "--root", "~", "--data", "photos", "--precision", "32", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "root: '~'" in printed and "precision: '32'" in printed
