@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from depthq import __version__
-    from depthq import demo
+    from depthq import __version__, demo
     from depthq.data import cli as data_cli
     from depthq.evaluate import cli as eval_cli
     from depthq.experiments import capacity

@@ -13,7 +13,6 @@ import os
 import time
 from pathlib import Path
 
-
 from depthq.config import RunConfig, config_from_dict
 from depthq.evaluate import figures
 from depthq.evaluate.report import format_table, mi_panels, write_eval

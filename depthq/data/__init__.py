@@ -14,7 +14,13 @@ from depthq.data.augment import augment
 from depthq.data.cache import cache_root
 from depthq.data.imageset import ImageSet
 from depthq.data.photos import PHOTOS, Photo, load_photos
-from depthq.data.registry import DATA_ENV, DATASETS, DatasetInfo, dataset_info, get_dataset
+from depthq.data.registry import (
+    DATA_ENV,
+    DATASETS,
+    DatasetInfo,
+    dataset_info,
+    get_dataset,
+)
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler, parse_schedule
 
 if TYPE_CHECKING:

@@ -37,7 +37,15 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 from depthq.data.augment import augment
 from depthq.data.imageset import ImageSet
 from depthq.data.registry import check_image_size, dataset_info, get_dataset
-from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler, StageLike, mix_seed, parse_schedule, stage_index
+from depthq.data.schedule import (
+    BatchKey,
+    Stage,
+    StagedBatchSampler,
+    StageLike,
+    mix_seed,
+    parse_schedule,
+    stage_index,
+)
 
 log = logging.getLogger(__name__)
 

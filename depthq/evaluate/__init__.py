@@ -1,6 +1,13 @@
 """Evaluation: bits/dim accounting and information diagnostics of the codes."""
 
-from depthq.evaluate.bits import LABELS, EmpiricalPrior, LevelShape, bits_per_dim, summary, uniform_rate_bits
+from depthq.evaluate.bits import (
+    LABELS,
+    EmpiricalPrior,
+    LevelShape,
+    bits_per_dim,
+    summary,
+    uniform_rate_bits,
+)
 from depthq.evaluate.evaluator import Evaluator, ema_prior, psnr
 from depthq.evaluate.information import (
     CodeStatistics,

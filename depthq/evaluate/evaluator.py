@@ -7,12 +7,17 @@ memory), so validation during training and ``depthq eval`` compute every figure 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from depthq.evaluate.bits import LABELS, EmpiricalPrior, LevelShape, summary, uniform_rate_bits
+from depthq.evaluate.bits import (
+    LABELS,
+    EmpiricalPrior,
+    LevelShape,
+    summary,
+    uniform_rate_bits,
+)
 from depthq.evaluate.information import CodeStatistics
 from depthq.models import AutoencoderOutput, HierarchicalAutoencoder
 
@@ -126,6 +131,3 @@ def ema_prior(model: HierarchicalAutoencoder) -> EmpiricalPrior:
     """
     return EmpiricalPrior.fit([q.ema_count.detach().cpu() for q in model.quantizers])
 
-
-def mean_over(values: Sequence[float]) -> float:
-    return float(sum(values) / len(values)) if values else float("nan")

@@ -34,7 +34,8 @@ from depthq.evaluate.run import evaluate_run
 from depthq.io import write_json
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean_of(values: Sequence[float]) -> float:
+    """The plain mean of a list (nan for an empty one)."""
     return float(sum(values) / len(values)) if values else float("nan")
 
 
@@ -49,11 +50,11 @@ ROWS = [  # (label, function of an eval result -> text)
     ("codebooks x K per level", lambda r: " / ".join(
         f"{len(lv['entropy_nats'])}x{lv['codebook_size']}" for lv in r["levels"])),
     ("codes used (mean fraction per level)", lambda r: " / ".join(
-        f"{_mean(lv['used_fraction']):.0%}" for lv in r["levels"])),
+        f"{mean_of(lv['used_fraction']):.0%}" for lv in r["levels"])),
     ("entropy (mean nats per codebook, per level)", lambda r: " / ".join(
-        f"{_mean(lv['entropy_nats']):.2f}" for lv in r["levels"])),
+        f"{mean_of(lv['entropy_nats']):.2f}" for lv in r["levels"])),
     ("perplexity (mean per codebook, per level)", lambda r: " / ".join(
-        f"{_mean(lv['perplexity']):.1f}" for lv in r["levels"])),
+        f"{mean_of(lv['perplexity']):.1f}" for lv in r["levels"])),
     ("mean off-diagonal MI (nats, per level)", lambda r: " / ".join(
         f"{lv['mean_offdiagonal_mi_nats']:.3f}" if "mean_offdiagonal_mi_nats" in lv else "n/a (M=1)"
         for lv in r["levels"])),

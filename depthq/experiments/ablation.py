@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depthq.experiments.common import Cell, mean_over, run_cells, single_level_config
+from depthq.evaluate.report import mean_of
+from depthq.experiments.common import Cell, run_cells, single_level_config
 from depthq.io import write_json
 
 PRESETS = {
@@ -62,7 +63,7 @@ def summarise(results: list[dict]) -> list[dict]:
                      "distortion_bpd": r["bits_per_dim"]["distortion"],
                      "total_uniform_bpd": r["bits_per_dim"]["total_uniform"],
                      "total_empirical_bpd": r["bits_per_dim"]["total_empirical"],
-                     "psnr": r["psnr"], "used_fraction": mean_over(r["levels"][0]["used_fraction"])})
+                     "psnr": r["psnr"], "used_fraction": mean_of(r["levels"][0]["used_fraction"])})
     return rows
 
 

@@ -114,6 +114,3 @@ def group(results: Sequence[dict], key: Callable[[dict], object]) -> dict:
         out.setdefault(key(r), []).append(r)
     return out
 
-
-def mean_over(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")

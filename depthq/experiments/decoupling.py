@@ -21,7 +21,15 @@ import math
 from pathlib import Path
 
 from depthq.evaluate import figures
-from depthq.experiments.common import Cell, aggregate, fmt, group, mean_over, run_cells, single_level_config
+from depthq.evaluate.report import mean_of
+from depthq.experiments.common import (
+    Cell,
+    aggregate,
+    fmt,
+    group,
+    run_cells,
+    single_level_config,
+)
 from depthq.io import write_json
 
 PRESETS = {
@@ -78,11 +86,11 @@ def summarise(results: list[dict], m: int) -> list[dict]:
             "total_uniform_bpd": aggregate([r["bits_per_dim"]["total_uniform"] for r in rs]),
             "total_empirical_bpd": aggregate([r["bits_per_dim"]["total_empirical"] for r in rs]),
             "psnr": aggregate([r["psnr"] for r in rs]),
-            "entropy_nats": aggregate([mean_over(x["entropy_nats"]) for x in lv]),
+            "entropy_nats": aggregate([mean_of(x["entropy_nats"]) for x in lv]),
             "position_entropy_nats": aggregate([x["mean_position_entropy_nats"] for x in lv]),
             "mean_offdiagonal_mi_nats": (aggregate([x["mean_offdiagonal_mi_nats"] for x in lv])
                                          if "mean_offdiagonal_mi_nats" in lv[0] else None),
-            "used_fraction": aggregate([mean_over(x["used_fraction"]) for x in lv]),
+            "used_fraction": aggregate([mean_of(x["used_fraction"]) for x in lv]),
         })
     return rows
 

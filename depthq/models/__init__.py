@@ -1,6 +1,10 @@
 """DQ-AE and VQ-VAE: the hierarchical autoencoder, its config and presets, likelihood heads."""
 
-from depthq.models.autoencoder import AutoencoderOutput, Bottleneck, HierarchicalAutoencoder
+from depthq.models.autoencoder import (
+    AutoencoderOutput,
+    Bottleneck,
+    HierarchicalAutoencoder,
+)
 from depthq.models.config import PRESETS, QUANTIZERS, ModelConfig, preset
 from depthq.models.heads import HEADS, LikelihoodHead, make_head, normalise
 

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from depthq.io import atomic_write
 

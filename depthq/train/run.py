@@ -30,7 +30,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from depthq.config import RunConfig, dump_config
 from depthq.data import ImageDataModule
 from depthq.io import write_json
-from depthq.train.callbacks import RNGState, RunArtifacts, SafeCheckpointIO, StepProgress
+from depthq.train.callbacks import (
+    RNGState,
+    RunArtifacts,
+    SafeCheckpointIO,
+    StepProgress,
+)
 from depthq.train.loggers import AppendingCSVLogger, trim_history
 from depthq.train.module import DQModule
 
