@@ -7,7 +7,6 @@ against the anchor measured in the same run.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from depthq.io import write_json as depthq_write_json
 
 
 def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, float]:
@@ -60,18 +61,6 @@ def machine() -> dict[str, object]:
     }
 
 
-def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in cells)])
-
-
 def write_json(path: str | Path, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
-    tmp.replace(path)
-    return path
+    """The results with the machine they were measured on (atomic, via depthq.io)."""
+    return depthq_write_json(path, {"machine": machine(), **payload})

@@ -17,7 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import markdown_table, median_times, peak_memory_bytes, write_json  # noqa: E402
+from benchmarks.common import median_times, peak_memory_bytes, write_json  # noqa: E402
+from depthq.tables import markdown_table  # noqa: E402
 from benchmarks.naive import NaiveDepthwise  # noqa: E402
 from depthq import DepthwiseQuantizer  # noqa: E402
 from depthq.quantize.search import chunk_rows, nearest_codes  # noqa: E402

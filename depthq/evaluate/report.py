@@ -32,6 +32,7 @@ import torch
 from depthq.evaluate import figures
 from depthq.evaluate.run import evaluate_run
 from depthq.io import write_json
+from depthq.tables import markdown_table
 
 
 def mean_of(values: Sequence[float]) -> float:
@@ -73,14 +74,8 @@ def format_table(results: dict[str, dict], extra_rows: Sequence = ()) -> str:
             return "n/a"
 
     names = list(results)
-    label_w = max(len(label) for label, _ in rows)
-    cols = {n: [cell(fn, results[n]) for _, fn in rows] for n in names}
-    widths = {n: max(len(n), *(len(v) for v in cols[n])) for n in names}
-    head = "| " + "metric".ljust(label_w) + " | " + " | ".join(n.rjust(widths[n]) for n in names) + " |"
-    sep = "|" + "-" * (label_w + 2) + "|" + "|".join("-" * (widths[n] + 2) for n in names) + "|"
-    body = ["| " + label.ljust(label_w) + " | " + " | ".join(cols[n][i].rjust(widths[n]) for n in names) + " |"
-            for i, (label, _) in enumerate(rows)]
-    return "\n".join([head, sep, *body])
+    table = [[label, *(cell(fn, results[n]) for n in names)] for label, fn in rows]
+    return markdown_table(["metric", *names], table, align="l" + "r" * len(names))
 
 
 def mi_panels(result: dict, prefix: str = "") -> list[tuple[str, np.ndarray | None]]:

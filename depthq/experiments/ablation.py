@@ -19,6 +19,7 @@ import numpy as np
 from depthq.evaluate.report import mean_of
 from depthq.experiments.common import Cell, run_cells, single_level_config
 from depthq.io import write_json
+from depthq.tables import markdown_table
 
 PRESETS = {
     # about 10 minutes on 2 CPU cores: 2 quantizers x 2 K x 2 D, one seed
@@ -71,13 +72,11 @@ def format_rows(rows: list[dict]) -> str:
     headers = ["quantizer", "M", "K", "D", "code vectors", "bits/position",
                "distortion bits/dim (paper convention)", "total bits/dim, uniform prior",
                "total bits/dim, empirical prior", "PSNR (dB)", "codes used"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["quantizer"], str(r["M"]), str(r["K"]), str(r["D"]), f"{r['code_vectors']:,}",
-            f"{r['bits_per_position']:g}", f"{r['distortion_bpd']:.3f}", f"{r['total_uniform_bpd']:.3f}",
-            f"{r['total_empirical_bpd']:.3f}", f"{r['psnr']:.2f}", f"{r['used_fraction']:.0%}"]) + " |")
-    return "\n".join(lines)
+    cells = [[r["quantizer"], r["M"], r["K"], r["D"], f"{r['code_vectors']:,}",
+              f"{r['bits_per_position']:g}", f"{r['distortion_bpd']:.3f}", f"{r['total_uniform_bpd']:.3f}",
+              f"{r['total_empirical_bpd']:.3f}", f"{r['psnr']:.2f}", f"{r['used_fraction']:.0%}"]
+             for r in rows]
+    return markdown_table(headers, cells)
 
 
 def heatmap(rows: list[dict], preset: dict, path: Path, key: str = "distortion_bpd") -> Path:

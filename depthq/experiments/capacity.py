@@ -12,6 +12,8 @@ import argparse
 import math
 from dataclasses import asdict, dataclass
 
+from depthq.tables import markdown_table
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -63,10 +65,7 @@ def format_table(rows: list[Capacity]) -> str:
               f"{r.bits_per_position:g}", f"{r.bits_per_image:,.0f}", f"{r.code_vectors:,}",
               f"{r.codebook_parameters:,}", _big(r.vq_codebook_size), _big(r.vq_codebook_parameters),
               f"{r.vq_bits_same_cost:.2f}"] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = lambda cs: "| " + " | ".join(c.rjust(w) for c, w in zip(cs, widths)) + " |"
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(c) for c in cells)])
+    return markdown_table(headers, cells, align="r")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

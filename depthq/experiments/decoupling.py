@@ -31,6 +31,7 @@ from depthq.experiments.common import (
     single_level_config,
 )
 from depthq.io import write_json
+from depthq.tables import markdown_table
 
 PRESETS = {
     # about 10 minutes on 2 CPU cores: 4 variants x 2 seeds
@@ -100,15 +101,15 @@ def format_rows(rows: list[dict]) -> str:
                "total bits/dim, uniform prior", "total bits/dim, empirical prior", "PSNR (dB)",
                "entropy (nats/codebook)", "entropy map mean (nats/pixel)", "mean off-diag. MI (nats)",
                "codes used"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    cells = []
     for r in rows:
         mi = fmt(r["mean_offdiagonal_mi_nats"], 4) if r["mean_offdiagonal_mi_nats"] else "n/a (M=1)"
-        lines.append("| " + " | ".join([
+        cells.append([
             r["variant"], f"{r['code_vectors']:,}", f"{r['bits_per_position']:g}", fmt(r["distortion_bpd"]),
             fmt(r["total_uniform_bpd"]), fmt(r["total_empirical_bpd"]), fmt(r["psnr"], 2),
             fmt(r["entropy_nats"], 2), fmt(r["position_entropy_nats"], 2), mi,
-            f"{r['used_fraction']['mean']:.0%}"]) + " |")
-    return "\n".join(lines)
+            f"{r['used_fraction']['mean']:.0%}"])
+    return markdown_table(headers, cells)
 
 
 def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: str | None = None,

@@ -50,6 +50,7 @@ from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
 from depthq.io import write_json
 from depthq.quantize import DepthwiseQuantizer
+from depthq.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -226,15 +227,13 @@ def format_table(rows: list[dict]) -> str:
     """The Markdown table: measured values (mean ± std over seeds) next to the paper's."""
     headers = ["method", "K", "D", "code vectors", "relative L2 (test)", "relative L2 (train)", "MSE (test)",
                "entropy (nats/codebook, max log K)", "codes used (test)", "paper L2", "paper entropy"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["method"], str(r["K"]), str(r["D"]), f"{r['code_vectors']:,}", _fmt(r["relative_l2"], ".4f"),
-            _fmt(r["train_relative_l2"], ".4f"), _fmt(r["mse"], ".3f"),
-            f"{_fmt(r['entropy_nats'])} (max {math.log(r['K']):.2f})", f"{r['codes_used']['mean']:.0%}",
-            "-" if r["paper_l2"] is None else f"{r['paper_l2']:.3f}",
-            "-" if r["paper_entropy_nats"] is None else f"{r['paper_entropy_nats']:.2f}"]) + " |")
-    return "\n".join(lines)
+    cells = [[
+        r["method"], r["K"], r["D"], f"{r['code_vectors']:,}", _fmt(r["relative_l2"], ".4f"),
+        _fmt(r["train_relative_l2"], ".4f"), _fmt(r["mse"], ".3f"),
+        f"{_fmt(r['entropy_nats'])} (max {math.log(r['K']):.2f})", f"{r['codes_used']['mean']:.0%}",
+        "-" if r["paper_l2"] is None else f"{r['paper_l2']:.3f}",
+        "-" if r["paper_entropy_nats"] is None else f"{r['paper_entropy_nats']:.2f}"] for r in rows]
+    return markdown_table(headers, cells)
 
 
 def plot(rows: list[dict], path: Path) -> Path:
