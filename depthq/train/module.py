@@ -92,16 +92,17 @@ class DQModule(L.LightningModule):
         return out.loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Gradients are complete here (accumulated, DDP-averaged, unscaled for fp16) and not
-        # yet clipped: measure them, and skip the update if they are not finite or too large.
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        # Gradients are complete here (accumulated, DDP-averaged, unscaled for fp16). One pass
+        # measures and clips them (clip_grad_norm_ returns the norm before clipping; Lightning's
+        # own clipping is off so the norm is not computed twice), and decides the skip.
+        params = [p for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.run_config.train.grad_clip or float("inf"))
         limit = self.run_config.train.skip_grad_norm
         skip = not bool(torch.isfinite(norm)) or (limit is not None and float(norm) > limit)
         if skip:
             self.skipped_steps += 1
-            for g in grads:  # keep clipping from tripping over non-finite values
-                g.zero_()
+            for p in params:  # no non-finite values left behind in .grad
+                p.grad.zero_()
             log.warning("step %d: skipped the update (gradient norm %s)", self.global_step, float(norm))
         optimizer.skip_next = skip
         self.log_dict({"train/grad_norm": norm, "train/skipped_steps": self.skipped_steps.float(),

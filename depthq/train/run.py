@@ -170,7 +170,6 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False
         accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=precision, max_steps=t.steps, max_epochs=-1,
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        gradient_clip_val=t.grad_clip or None, gradient_clip_algorithm="norm",
         logger=[AppendingCSVLogger(run_dir),
                 TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False)],
         callbacks=[

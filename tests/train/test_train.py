@@ -248,3 +248,19 @@ def test_cli_shortcuts_keep_text_values_as_text(capsys):
     assert main(["train", "--root", "~", "--data", "photos", "--precision", "32", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "root: '~'" in printed and "precision: '32'" in printed
+
+
+def test_gradients_are_clipped_to_train_grad_clip():
+    from depthq.train.module import DQModule
+
+    module = DQModule(tiny_config("train.grad_clip=1e-3").to_dict())
+    out = module.model(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    out.loss.backward()
+
+    class Opt:
+        param_groups = [{"lr": 1e-3}]
+
+    module.log_dict = lambda *a, **k: None  # not attached to a trainer
+    module.on_before_optimizer_step(Opt())
+    total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None]))
+    assert total == pytest.approx(1e-3, rel=1e-3)
