@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from depthq.io import write_json as depthq_write_json
+from depthq.atomic import write_json as depthq_write_json
 
 
 def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, float]:

@@ -104,6 +104,6 @@ def naive_autoencoder(config):
     model = HierarchicalAutoencoder(config)
     c = config
     for level, old in enumerate(model.bottlenecks):
-        model.bottlenecks[level] = NaiveBottleneck(old.project.in_channels, c.levels[level],
+        model.bottlenecks[level] = NaiveBottleneck(old.project.in_channels, c.codebook_sizes[level],
                                                    c.num_codebooks, c.code_dim, c.beta)
     return model

@@ -2,11 +2,33 @@
 
 A vector-quantization bottleneck that splits a feature tensor along its channel axis and gives
 every slice its own codebook: capacity K^M for a cost of M*K code vectors.
+
+The public names are imported on first use, so that light modules (``depthq.atomic``, the CLI's
+argument parsing) do not pay for torch.
 """
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from depthq.io import load, save_model
-from depthq.quantize import DepthwiseQuantizer, QuantizerOutput
+_EXPORTS = {
+    "DepthwiseQuantizer": "depthq.quantize",
+    "QuantizerOutput": "depthq.quantize",
+    "load": "depthq.io",
+    "save_model": "depthq.io",
+}
+
+if TYPE_CHECKING:
+    from depthq.io import load, save_model
+    from depthq.quantize import DepthwiseQuantizer, QuantizerOutput
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'depthq' has no attribute {name!r}")
+
 
 __all__ = ["DepthwiseQuantizer", "QuantizerOutput", "__version__", "load", "save_model"]

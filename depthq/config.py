@@ -6,7 +6,7 @@ A run has three sections, each a dataclass validated at construction::
     data:   DataConfig
     train:  TrainConfig
 
-``load_config("configs/photos.yaml", ["model.levels=[64,64]", "train.steps=500"])`` reads the
+``load_config("configs/photos.yaml", ["model.codebook_sizes=[64,64]", "train.steps=500"])`` reads the
 file, applies the overrides (values parsed as YAML), and builds the dataclasses. Unknown keys,
 wrong types and out-of-range values raise ``ValueError`` naming the key.
 """
@@ -28,6 +28,8 @@ import yaml
 from depthq.models.config import PRESETS, ModelConfig
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+#: keys of earlier versions, per section class: refused with the new name in the message
+RENAMED = {"ModelConfig": {"levels": "codebook_sizes"}}
 
 
 @dataclass
@@ -188,6 +190,9 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         base = PRESETS[name].to_dict()
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
+    for old, new in RENAMED.get(cls.__name__, {}).items():
+        if old in values:
+            raise ValueError(f"{prefix}.{old} was renamed {prefix}.{new}: write {new}: {values[old]!r}")
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(
@@ -220,9 +225,9 @@ def _type_name(annotation: Any) -> str:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"model.levels=[64,64]"`` -> (["model", "levels"], [64, 64]); values parsed as YAML."""
+    """``"model.codebook_sizes=[64,64]"`` -> (["model", "codebook_sizes"], [64, 64]); values parsed as YAML."""
     if "=" not in text:
-        raise ValueError(f"an override is KEY=VALUE, e.g. model.levels=[64,64]; got {text!r}")
+        raise ValueError(f"an override is KEY=VALUE, e.g. model.codebook_sizes=[64,64]; got {text!r}")
     key, raw = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if len(path) < 2:

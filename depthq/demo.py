@@ -17,14 +17,14 @@ from depthq.config import RunConfig, config_from_dict
 from depthq.evaluate import figures
 from depthq.evaluate.report import format_table, mi_panels, write_eval
 from depthq.images import make_grid, save_png
-from depthq.io import write_json
+from depthq.atomic import write_json
 
 log = logging.getLogger(__name__)
 
 #: The demo model: the official architecture, narrowed to train on 2 CPU cores in minutes.
 DEMO_MODEL = {
     "channels": 64, "res_channels": 32, "res_blocks": 2, "coder_blocks": 2, "stride": 2,
-    "levels": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
+    "codebook_sizes": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
 }
 DEMO_STEPS = 1600
 QUICK_STEPS = 60
@@ -33,7 +33,7 @@ QUICK_STEPS = 60
 def demo_config(quantizer: str, steps: int, batch_size: int = 32) -> RunConfig:
     model = dict(DEMO_MODEL, quantizer=quantizer)
     if quantizer == "vq":  # the same number of code vectors: one codebook of M*K codes
-        model["levels"] = [k * model["num_codebooks"] for k in model["levels"]]
+        model["codebook_sizes"] = [k * model["num_codebooks"] for k in model["codebook_sizes"]]
     return config_from_dict({
         "model": model,
         "data": {"name": "photos", "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from depthq.io import atomic_write
+from depthq.atomic import atomic_write
 
 
 def make_grid(rows: Sequence[Tensor], pad: int = 2, scale: int = 1) -> Tensor:

@@ -11,56 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from depthq.atomic import atomic_write, write_json
 from depthq.models import HierarchicalAutoencoder, ModelConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and rename the result onto ``path`` (same folder, atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the data is on disk before the name points at it
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: read once at import: os.umask is process-wide, and changing it later races with other threads
-_UMASK = _read_umask()
-
-
-def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Atomically write ``payload`` as indented JSON."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
 
 
 def save_model(model: HierarchicalAutoencoder, folder: str | os.PathLike, *,
@@ -108,7 +69,7 @@ def load(run_dir: str | os.PathLike, *, weights: str = WEIGHTS,
         map_location: device for the tensors.
     """
     run_dir = Path(run_dir)
-    config = ModelConfig(**read_config(run_dir)["model"])
+    config = ModelConfig.from_dict(read_config(run_dir)["model"])
     path = run_dir / weights
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found in the run directory {run_dir}")

@@ -44,11 +44,11 @@ class Evaluator:
         self.model = model
         self.prior, self.prior_name = prior, prior_name
         config = model.config
-        m = 1 if config.quantizer == "vq" else config.num_codebooks
+        m = config.codebooks_per_level
         self.codes = [
             CodeStatistics(m, k, pairwise=diagnostics and m > 1, positions=diagnostics,
                            joint=diagnostics and m > 1)
-            for k in config.levels
+            for k in config.codebook_sizes
         ]
         self.images = 0
         self.dims: int | None = None
@@ -78,7 +78,7 @@ class Evaluator:
         for stats, z in zip(self.codes, out.indices):
             stats.update(z)
         if self.level_shapes is None:
-            self.level_shapes = [LevelShape.of(z, k) for z, k in zip(out.indices, self.model.config.levels)]
+            self.level_shapes = [LevelShape.of(z, k) for z, k in zip(out.indices, self.model.config.codebook_sizes)]
         if self.prior is not None:
             self.empirical_bits += float(self.prior.rate_bits(out.indices).sum())
         self.images += x.shape[0]

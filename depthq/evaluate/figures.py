@@ -23,7 +23,7 @@ import numpy as np
 from torch import Tensor
 
 from depthq.images import make_grid
-from depthq.io import atomic_write
+from depthq.atomic import atomic_write
 
 
 def _save(fig, path: str | os.PathLike) -> Path:

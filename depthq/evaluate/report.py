@@ -31,7 +31,7 @@ import torch
 
 from depthq.evaluate import figures
 from depthq.evaluate.run import evaluate_run
-from depthq.io import write_json
+from depthq.atomic import write_json
 from depthq.tables import markdown_table
 
 

@@ -58,8 +58,8 @@ def fit_prior(model: HierarchicalAutoencoder, train_images: ImageSet, *, max_ima
         indices = torch.randperm(n, generator=g)[:max_images].sort().values
     else:
         indices = torch.arange(n)
-    m = 1 if model.config.quantizer == "vq" else model.config.num_codebooks
-    counts = [CodeStatistics(m, k, pairwise=False, positions=False, joint=False) for k in model.config.levels]
+    m = model.config.codebooks_per_level
+    counts = [CodeStatistics(m, k, pairwise=False, positions=False, joint=False) for k in model.config.codebook_sizes]
     with _autocast(precision, device):
         for x in _batches(train_images, indices, batch_size, "fitting the empirical prior", progress):
             for stats, z in zip(counts, model.encode(x.to(device))):

@@ -18,7 +18,7 @@ import numpy as np
 
 from depthq.evaluate.report import mean_of
 from depthq.experiments.common import Cell, run_cells, single_level_config
-from depthq.io import write_json
+from depthq.atomic import write_json
 from depthq.tables import markdown_table
 
 PRESETS = {

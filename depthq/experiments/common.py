@@ -18,7 +18,7 @@ from pathlib import Path
 
 from depthq.config import RunConfig, config_from_dict, dump_config, load_config
 from depthq.evaluate.report import write_eval
-from depthq.io import write_json
+from depthq.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num
     """
     steps = preset["steps"]
     return config_from_dict({
-        "model": {**preset["model"], "stride": 2, "levels": [codebook_size], "num_codebooks": num_codebooks,
+        "model": {**preset["model"], "stride": 2, "codebook_sizes": [codebook_size], "num_codebooks": num_codebooks,
                   "code_dim": code_dim, "quantizer": quantizer, "head": "dmol"},
         "data": {"name": data, "root": root, "batch_size": preset["batch_size"], "val_fraction": 0.05,
                  "max_val_images": 256},

@@ -30,7 +30,7 @@ from depthq.experiments.common import (
     run_cells,
     single_level_config,
 )
-from depthq.io import write_json
+from depthq.atomic import write_json
 from depthq.tables import markdown_table
 
 PRESETS = {

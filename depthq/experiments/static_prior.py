@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
-from depthq.io import write_json
+from depthq.atomic import write_json
 from depthq.quantize import DepthwiseQuantizer
 from depthq.tables import markdown_table
 
@@ -243,7 +243,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depthq.io import atomic_write
+    from depthq.atomic import atomic_write
 
     ks = sorted({r["K"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))

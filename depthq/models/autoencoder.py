@@ -102,7 +102,7 @@ class HierarchicalAutoencoder(nn.Module):
         if not isinstance(config, ModelConfig):
             raise TypeError(f"expected a ModelConfig, got {type(config).__name__}")
         self.config = c = config
-        n_levels, ch = len(c.levels), c.channels
+        n_levels, ch = c.num_levels, c.channels
         coder = dict(res_blocks=c.res_blocks, res_channels=c.res_channels)
         self.head = make_head(c.head, c.image_channels, mixtures=c.mixtures)
 
@@ -129,7 +129,7 @@ class HierarchicalAutoencoder(nn.Module):
         with torch.random.fork_rng(devices=[]):
             self.bottlenecks = nn.ModuleList(
                 Bottleneck(ch if level == n_levels - 1 else 2 * ch, k, c)
-                for level, k in enumerate(c.levels)
+                for level, k in enumerate(c.codebook_sizes)
             )
 
     def _upsampler(self, level: int) -> nn.Module:

@@ -33,8 +33,9 @@ class ModelConfig:
     """Encoders stacked at the bottom level (each after the first halves the resolution)."""
     stride: int = 2
     """Downsampling of the first encoder: 2 or 4."""
-    levels: list[int] = field(default_factory=lambda: [32, 32, 32])
-    """Codebook size K of each level, bottom (finest) to top (coarsest)."""
+    codebook_sizes: list[int] = field(default_factory=lambda: [32, 32, 32])
+    """Codebook size K of each hierarchy level, bottom (finest) to top (coarsest); its length is
+    the number of levels."""
     num_codebooks: int = 5
     """M: codebooks per level (slices of the channel axis)."""
     code_dim: int = 64
@@ -58,7 +59,7 @@ class ModelConfig:
     """"ema" codebooks (the paper) or "gradient"."""
 
     def __post_init__(self) -> None:
-        self.levels = list(self.levels)
+        self.codebook_sizes = list(self.codebook_sizes)
         for name in ("image_channels", "image_size", "channels", "res_channels",
                      "num_codebooks", "code_dim", "mixtures", "coder_blocks"):
             value = getattr(self, name)
@@ -70,11 +71,11 @@ class ModelConfig:
             raise ValueError(f"model.channels must be even (the first conv has channels/2), got {self.channels}")
         if self.stride not in (2, 4):
             raise ValueError(f"model.stride must be 2 or 4, got {self.stride!r}")
-        if not self.levels:
-            raise ValueError("model.levels is empty: give one codebook size per level, e.g. [32, 32, 32]")
-        for k in self.levels:
+        if not self.codebook_sizes:
+            raise ValueError("model.codebook_sizes is empty: give one codebook size per level, e.g. [32, 32, 32]")
+        for k in self.codebook_sizes:
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise ValueError(f"model.levels must hold codebook sizes >= 1, got {self.levels!r}")
+                raise ValueError(f"model.codebook_sizes must hold codebook sizes >= 1, got {self.codebook_sizes!r}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"model.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.head not in HEAD_NAMES:
@@ -90,9 +91,23 @@ class ModelConfig:
         self.check_image_size(self.image_size)
 
     @property
+    def num_levels(self) -> int:
+        """Hierarchy levels (one quantizer each)."""
+        return len(self.codebook_sizes)
+
+    @property
+    def codebooks_per_level(self) -> int:
+        """Codebooks that code one position: 1 for "vq" (one M*D-dim codebook), else M."""
+        return 1 if self.quantizer == "vq" else self.num_codebooks
+
+    def bits_per_position(self, level: int) -> float:
+        """Capacity of one position of ``level``: codebooks_per_level * log2 K_level."""
+        return self.codebooks_per_level * math.log2(self.codebook_sizes[level])
+
+    @property
     def total_stride(self) -> int:
         """Downsampling from the image to the top level."""
-        return self.stride * 2 ** (self.coder_blocks - 1) * 2 ** (len(self.levels) - 1)
+        return self.stride * 2 ** (self.coder_blocks - 1) * 2 ** (len(self.codebook_sizes) - 1)
 
     def level_stride(self, level: int) -> int:
         """Downsampling from the image to ``level`` (0 = bottom)."""
@@ -104,7 +119,7 @@ class ModelConfig:
             raise ValueError(
                 f"image size {size} is not divisible by the total stride {self.total_stride} "
                 f"(stride {self.stride} x 2^{self.coder_blocks - 1} coder blocks x "
-                f"2^{len(self.levels) - 1} levels); use a multiple of {self.total_stride}"
+                f"2^{len(self.codebook_sizes) - 1} levels); use a multiple of {self.total_stride}"
             )
 
     @property
@@ -116,11 +131,17 @@ class ModelConfig:
         """Rate under a uniform prior: sum over levels of positions * codebooks * log2 K."""
         size = image_size or self.image_size
         self.check_image_size(size)
-        m = 1 if self.quantizer == "vq" else self.num_codebooks
-        return sum(
-            (size // self.level_stride(level)) ** 2 * m * math.log2(k)
-            for level, k in enumerate(self.levels)
-        )
+        return sum((size // self.level_stride(level)) ** 2 * self.bits_per_position(level)
+                   for level in range(self.num_levels))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """From ``to_dict()`` output; also reads configs saved before ``levels`` was renamed
+        ``codebook_sizes``."""
+        values = dict(values)
+        if "levels" in values and "codebook_sizes" not in values:
+            values["codebook_sizes"] = values.pop("levels")
+        return cls(**values)
 
     def replace(self, **changes) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
@@ -137,9 +158,9 @@ PRESETS: dict[str, ModelConfig] = {
     "official": ModelConfig(),
     "paper-22m": ModelConfig(channels=176, res_channels=176),
     "small": ModelConfig(channels=64, res_channels=32, res_blocks=1, coder_blocks=1,
-                         levels=[64, 64], num_codebooks=4, code_dim=16),
+                         codebook_sizes=[64, 64], num_codebooks=4, code_dim=16),
     "tiny": ModelConfig(channels=16, res_channels=8, res_blocks=1, coder_blocks=1,
-                        levels=[16, 16], num_codebooks=2, code_dim=4),
+                        codebook_sizes=[16, 16], num_codebooks=2, code_dim=4),
 }
 
 

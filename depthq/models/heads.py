@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 HEADS = ("categorical", "dmol", "mse")
-LEVELS = 256  # pixel values 0..255
+PIXEL_VALUES = 256  # the values a sub-pixel takes: 0..255
 LOG_SCALE_MIN = -7.0  # PixelCNN++ clamp: scale >= e^-7, about a seventh of a bin
 _TINY_WIDTH = 1e-6  # bin widths (in scales) below which log(1 - e^-d) is taken as log d
 
@@ -38,8 +38,8 @@ def normalise(x: Tensor) -> Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def _to_levels(v: Tensor) -> Tensor:
-    """Normalised values -> the nearest of the 256 levels, uint8 (values outside [-1, 1] clamp)."""
+def _to_pixels(v: Tensor) -> Tensor:
+    """Normalised values -> the nearest of the 256 pixel values, uint8 (values outside [-1, 1] clamp)."""
     return torch.round((v.clamp(-1.0, 1.0) + 1.0) * 127.5).to(torch.uint8)
 
 
@@ -177,10 +177,10 @@ class CategoricalHead(LikelihoodHead):
     name = "categorical"
 
     def param_channels(self, image_channels: int | None = None) -> int:
-        return LEVELS * self._channels(image_channels)
+        return PIXEL_VALUES * self._channels(image_channels)
 
     def _logits(self, p: Tensor) -> Tensor:
-        return p.unflatten(1, (self.image_channels, LEVELS))  # (B, C, 256, H, W)
+        return p.unflatten(1, (self.image_channels, PIXEL_VALUES))  # (B, C, 256, H, W)
 
     def _log_prob(self, p: Tensor, x: Tensor) -> Tensor:
         logits = self._logits(p).transpose(1, 2)  # (B, 256, C, H, W): classes on dim 1
@@ -192,8 +192,8 @@ class CategoricalHead(LikelihoodHead):
 
     def _mean(self, p: Tensor) -> Tensor:
         probs = self._logits(p).softmax(2)  # (B, C, 256, H, W)
-        levels = torch.arange(LEVELS, dtype=probs.dtype, device=probs.device).view(1, 1, -1, 1, 1)
-        return (probs * levels).sum(2).round().clamp(0, LEVELS - 1).to(torch.uint8)
+        values = torch.arange(PIXEL_VALUES, dtype=probs.dtype, device=probs.device).view(1, 1, -1, 1, 1)
+        return (probs * values).sum(2).round().clamp(0, PIXEL_VALUES - 1).to(torch.uint8)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         return _gumbel_argmax(self._logits(p), 2, generator).to(torch.uint8)
@@ -290,8 +290,8 @@ class DMoLHead(LikelihoodHead):
             v = means[:, j] + (coupling[:, j] * values).sum(1)  # (B, H, W)
             if offsets is not None:
                 v = v + offsets[:, j]
-            values[:, j] = _to_levels(v).float() / 127.5 - 1.0
-        return _to_levels(values)
+            values[:, j] = _to_pixels(v).float() / 127.5 - 1.0
+        return _to_pixels(values)
 
     def _mode(self, p: Tensor) -> Tensor:
         """The rounded mean of each pixel's most probable component: a fast approximation of the
@@ -317,7 +317,7 @@ class DMoLHead(LikelihoodHead):
             m = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
             s = scales[:, j]
             values[:, j] = -1.0 + s * (F.softplus((m + 1.0) / s) - F.softplus((m - 1.0) / s))
-        return _to_levels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
+        return _to_pixels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         mix = self.split(p)
@@ -348,7 +348,7 @@ def _log_bin_mass(a: Tensor, b: Tensor, log_scales: Tensor, level: Tensor) -> Te
         math.log(2.0 / 255.0) - log_scales,
     )
     below_a, above_b = F.logsigmoid(a), F.logsigmoid(-b)  # log F(upper), log (1 - F(lower))
-    top = torch.where(level == LEVELS - 1, above_b, below_a + above_b + log_d)
+    top = torch.where(level == PIXEL_VALUES - 1, above_b, below_a + above_b + log_d)
     return torch.where(level == 0, below_a, top)
 
 
@@ -375,10 +375,10 @@ class MSEHead(LikelihoodHead):
             return F.mse_loss(p, normalise(x))
 
     def _mode(self, p: Tensor) -> Tensor:
-        return _to_levels(p)
+        return _to_pixels(p)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
-        return _to_levels(p)  # deterministic: no noise model
+        return _to_pixels(p)  # deterministic: no noise model
 
 
 def make_head(name: str, image_channels: int, *, mixtures: int = 10) -> LikelihoodHead:

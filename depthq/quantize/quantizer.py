@@ -235,9 +235,9 @@ class DepthwiseQuantizer(nn.Module):
         return cls(m, codebook_size, code_dim, in_channels=dim, **kwargs)
 
     @classmethod
-    def scalar(cls, channels: int, levels: int, **kwargs) -> DepthwiseQuantizer:
-        """A learned scalar quantizer with ``levels`` values per channel (D = 1)."""
-        return cls(channels, levels, 1, **kwargs)
+    def scalar(cls, channels: int, num_values: int, **kwargs) -> DepthwiseQuantizer:
+        """A learned scalar quantizer with ``num_values`` values per channel (D = 1)."""
+        return cls(channels, num_values, 1, **kwargs)
 
     @classmethod
     def coupled_baseline(

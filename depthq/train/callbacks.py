@@ -16,7 +16,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
 from depthq.images import save_reconstructions
-from depthq.io import atomic_write, save_model
+from depthq.atomic import atomic_write
+from depthq.io import save_model
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint (same config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.levels=[64,64] (repeatable)")
+                   help="override a config field, e.g. --set model.codebook_sizes=[64,64] (repeatable)")
     for flag, key in SHORTCUTS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE", help=f"same as --set {key}=VALUE")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

@@ -15,7 +15,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from depthq.io import atomic_write
+from depthq.atomic import atomic_write
 
 
 class _AppendingWriter(ExperimentWriter):

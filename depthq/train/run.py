@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from depthq.config import RunConfig, dump_config
 from depthq.data import ImageDataModule
-from depthq.io import write_json
+from depthq.atomic import write_json
 from depthq.train.callbacks import (
     RNGState,
     RunArtifacts,

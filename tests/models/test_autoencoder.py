@@ -17,7 +17,7 @@ def images(b=2, c=3, size=32, seed=0):
 @pytest.mark.parametrize("levels", [1, 2, 3])
 @pytest.mark.parametrize("size", [32, 64])
 def test_shapes_for_one_to_three_levels_at_32_and_64(levels, size):
-    config = preset("tiny", levels=[8] * levels, head="dmol")
+    config = preset("tiny", codebook_sizes=[8] * levels, head="dmol")
     model = HierarchicalAutoencoder(config)
     out = model(images(size=size))
     assert out.params.shape == (2, 100, size, size)  # 10 mixtures x (1 + 2*3 + 3)
@@ -43,7 +43,7 @@ def test_official_preset_matches_the_official_code_and_the_22m_preset():
 
 
 def test_dq_and_vq_differ_only_in_the_quantizer():
-    config = preset("tiny", levels=[8, 8])
+    config = preset("tiny", codebook_sizes=[8, 8])
     torch.manual_seed(0)
     dq = HierarchicalAutoencoder(config)
     torch.manual_seed(0)
@@ -66,7 +66,7 @@ def test_coupled_baseline_projects_to_d_and_outputs_m_times_d():
 
 
 def test_decode_of_encode_equals_the_forward_pass_in_eval_mode():
-    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 8, 8])).eval()
+    model = HierarchicalAutoencoder(preset("tiny", codebook_sizes=[8, 8, 8])).eval()
     x = images()
     out = model(x)
     codes = model.encode(x)
@@ -83,7 +83,7 @@ def test_decode_of_encode_equals_the_forward_pass_in_eval_mode():
 
 
 def test_decoding_a_subset_of_levels_zeroes_the_others():
-    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 8])).eval()
+    model = HierarchicalAutoencoder(preset("tiny", codebook_sizes=[8, 8])).eval()
     codes = model.encode(images())
     full = model.decode(codes)
     top_only = model.decode([None, codes[1]])
@@ -108,7 +108,7 @@ def test_rate_formula_on_the_official_config():
     config = preset("official")  # 32x32: levels at 8x8, 4x4, 2x2; M=5, K=32
     expected = (64 + 16 + 4) * 5 * math.log2(32)  # = 2100 bits per image
     assert config.bits_per_image() == pytest.approx(expected)
-    model = HierarchicalAutoencoder(preset("tiny", levels=[8, 16])).eval()
+    model = HierarchicalAutoencoder(preset("tiny", codebook_sizes=[8, 16])).eval()
     codes = model.encode(images())
     shapes = [LevelShape.of(z, k) for z, k in zip(codes, [8, 16])]
     assert uniform_rate_bits(shapes) == pytest.approx(16 * 16 * 2 * 3 + 8 * 8 * 2 * 4)
@@ -147,18 +147,18 @@ def test_bf16_autocast_forward_keeps_fp32_losses():
     "changes, match",
     [
         ({"image_size": 34}, "not divisible by the total stride 4"),
-        ({"levels": []}, "levels is empty"),
+        ({"codebook_sizes": []}, "codebook_sizes is empty"),
         ({"head": "gaussian"}, "model.head must be one of"),
         ({"quantizer": "rq"}, "model.quantizer must be one of"),
         ({"stride": 3}, "model.stride must be 2 or 4"),
-        ({"levels": [8, 0]}, "codebook sizes >= 1"),
+        ({"codebook_sizes": [8, 0]}, "codebook sizes >= 1"),
         ({"channels": 0}, "model.channels must be an int >= 1"),
         ({"decay": 2.0}, r"model.decay must be in \[0, 1\]"),
     ],
 )
 def test_invalid_configs_raise_at_construction(changes, match):
     with pytest.raises(ValueError, match=match):
-        ModelConfig(**{**preset("tiny", levels=[8, 8]).to_dict(), **changes})
+        ModelConfig(**{**preset("tiny", codebook_sizes=[8, 8]).to_dict(), **changes})
 
 
 def test_bad_input_raises():

@@ -92,7 +92,7 @@ def test_m1_equals_plain_vq():
 
 def test_d1_is_a_scalar_quantizer_per_channel():
     torch.manual_seed(5)
-    sq = DepthwiseQuantizer.scalar(channels=3, levels=4).eval()
+    sq = DepthwiseQuantizer.scalar(channels=3, num_values=4).eval()
     x = torch.randn(2, 3, 5, 5)
     out = sq(x)
     for c in range(3):
