@@ -39,17 +39,19 @@ cannot go (its lowest quality costs more), above the highest the figure understa
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
+from PIL import __version__ as pillow_version
 
 SCHEMA = 1
 BLOCK = 16  # lossy mosaic cells are padded to multiples of this
@@ -190,6 +192,23 @@ class CodecAnchors:
             raise KeyError(f"no {family} curve; measured: {[c.codec for c in self.curves]}")
         return max(found.items(), key=lambda kv: kv[1].value)
 
+    def with_rates(self, rates: Sequence[float]) -> CodecAnchors:
+        """A copy whose ``at_rates`` reads every curve (and the better JPEG) at ``rates`` (bits per pixel).
+
+        No encoding: anchors measured once per test split serve every model's rates.
+        """
+        _check_rates(rates)
+        at_rates: list[AnchorAtRate] = []
+        curves = [c for c in self.curves if c.points]
+        for r in rates:
+            here = [AnchorAtRate(c.codec, float(r), (i := c.psnr_at(r)).value, i.extrapolated) for c in curves]
+            jpegs = [a for a in here if a.codec.startswith("JPEG ")]
+            if len(jpegs) > 1:  # the better subsampling at this rate
+                best = max(jpegs, key=lambda a: a.psnr)
+                here.append(AnchorAtRate(JPEG_BEST, best.bits_per_pixel, best.psnr, best.extrapolated, best.codec))
+            at_rates += here
+        return replace(self, at_rates=tuple(at_rates))
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}
 
@@ -202,6 +221,11 @@ class CodecAnchors:
         return cls(data["images"], data["channels"], data["height"], data["width"],
                    tuple(LosslessAnchor(**a) for a in data["lossless"]), curves,
                    tuple(AnchorAtRate(**a) for a in data["at_rates"]), data["seconds"], tuple(data["notes"]))
+
+
+def _check_rates(rates: Sequence[float]) -> None:
+    if any(not r > 0 for r in rates):
+        raise ValueError(f"rates are bits per pixel > 0; got {list(rates)}")
 
 
 def _find(items: Sequence[Any], codec: str) -> Any:
@@ -318,6 +342,16 @@ def _as_uint8_batch(images: Any) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
+def anchor_key(images: Any, **options: Any) -> str:
+    """A hash of the images' bytes and shape, the options and the encoder versions: a cache key for
+    ``measure_anchors`` results (anchors depend on the test images only, not on a model)."""
+    x = _as_uint8_batch(images)
+    digest = hashlib.sha1(x.tobytes())
+    digest.update(repr((x.shape, sorted(options.items()), SCHEMA, pillow_version, features.version("webp"),
+                        features.version("jpg"), features.version("zlib"))).encode())
+    return digest.hexdigest()[:16]
+
+
 def measure_anchors(images: Any, rates: Sequence[float] = (), *, jpeg_qualities: Sequence[int] = JPEG_QUALITIES,
                     webp_qualities: Sequence[int] = WEBP_QUALITIES, lossless: bool = True) -> CodecAnchors:
     """PNG / WebP-lossless bits/dim and JPEG / WebP rate-distortion curves on ``images``.
@@ -337,8 +371,7 @@ def measure_anchors(images: Any, rates: Sequence[float] = (), *, jpeg_qualities:
     """
     start = time.perf_counter()
     x = _as_uint8_batch(images)
-    if any(not r > 0 for r in rates):
-        raise ValueError(f"rates are bits per pixel > 0; got {list(rates)}")
+    _check_rates(rates)  # before the encoding, not after
     n, c, h, w = x.shape
     jpeg = lambda sub: lambda q: {"format": "JPEG", "quality": q, "optimize": True, "subsampling": sub}  # noqa: E731
     webp = lambda q: {"format": "WEBP", "quality": q, "method": 6}  # noqa: E731
@@ -351,19 +384,11 @@ def measure_anchors(images: Any, rates: Sequence[float] = (), *, jpeg_qualities:
             curves = [_sweep(pool, x, "JPEG", jpeg_qualities, jpeg(0), False, lambda q: f"q{q}")]
         curves.append(_sweep(pool, x, "WebP", webp_qualities, webp, c == 1, lambda q: f"q{q}"))
         anchors = tuple(job.result() for job in lossless_jobs)
-    at_rates = []
-    for r in rates:
-        at_rates += [AnchorAtRate(curve.codec, float(r), (i := curve.psnr_at(r)).value, i.extrapolated)
-                     for curve in curves if curve.points]
-        jpegs = [a for a in at_rates[-len(curves):] if a.codec.startswith("JPEG ")]
-        if len(jpegs) > 1:  # the better subsampling at this rate
-            best = max(jpegs, key=lambda a: a.psnr)
-            at_rates.append(AnchorAtRate(JPEG_BEST, best.bits_per_pixel, best.psnr, best.extrapolated, best.codec))
     notes = [f"lossy: images tiled into mosaics of {BLOCK}-aligned cells (edge-padded); bits per pixel count "
              "the padding's bytes but not its pixels; PSNR over all sub-pixels of the images",
              "JPEG with optimised Huffman tables (optimize=True); WebP lossy method 6"]
     if c == 1:
         notes.append("WebP has no greyscale mode: the images were encoded as RGB with equal channels and the whole "
                      "file is counted per greyscale sub-pixel; lossy decodes read back as the channel mean")
-    return CodecAnchors(n, c, h, w, anchors, tuple(curves), tuple(at_rates), time.perf_counter() - start,
-                        tuple(notes))
+    result = CodecAnchors(n, c, h, w, anchors, tuple(curves), (), time.perf_counter() - start, tuple(notes))
+    return result.with_rates(rates)

@@ -142,3 +142,17 @@ def test_json_round_trip_and_errors(colour):
         measure_anchors(np.zeros((2, 3, 8, 8), np.float32))
     with pytest.raises(ValueError, match="rates are bits per pixel > 0"):
         measure_anchors(_images(2), rates=(0.0,))
+
+
+def test_anchors_are_read_at_new_rates_without_encoding_and_keyed_by_images(colour):
+    x, anchors = colour
+    again = anchors.with_rates([1.0])
+    assert {a.bits_per_pixel for a in again.at_rates} == {1.0} and again.curves == anchors.curves
+    assert [a.codec for a in again.at_rates] == ["JPEG 4:2:0", "JPEG 4:4:4", "WebP", "JPEG best subsampling"]
+    with pytest.raises(ValueError, match="rates are bits per pixel > 0"):
+        anchors.with_rates([-1.0])
+    key = anchors_module.anchor_key(x, lossless=True)
+    assert key == anchors_module.anchor_key(torch.from_numpy(x.copy()), lossless=True)
+    changed = x.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert anchors_module.anchor_key(changed, lossless=True) != key != anchors_module.anchor_key(x, lossless=False)
