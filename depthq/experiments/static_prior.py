@@ -262,7 +262,7 @@ def format_table(rows: list[dict]) -> str:
     return markdown_table(headers, cells)
 
 
-def plot(rows: list[dict], path: Path) -> Path:
+def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
     """Bar charts of relative L2 error and entropy per K and method, error bars = std over seeds."""
     import matplotlib
 
@@ -285,7 +285,9 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Static prior: VGG-16 block5_pool, 7 codebooks, D=74 (mean ± std over seeds)", fontsize=10)
+    spread = "seeds, each with its own random crop split" if split == "crops" else "seeds; test crops from unseen photos"
+    fig.suptitle(f"Static prior: VGG-16 block5_pool, 7 codebooks, D=74, split '{split}' (mean ± std over {spread})",
+                 fontsize=10)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
@@ -379,7 +381,7 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
                "cells": cells, "notes": notes(rows, n_train, n_test, split)}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", payload)
-    figure = plot(rows, out / "static_prior.png")
+    figure = plot(rows, out / "static_prior.png", split)
     table = format_table(rows)
     write_markdown(out / "results.md", payload, table, figure.name)
     return {"table": table, "rows": rows, "out": str(out), "notes": payload["notes"]}
