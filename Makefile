@@ -1,5 +1,6 @@
 # depthq: set-up and everyday commands. Every target installs what it needs into .venv.
-#   make demo    train/evaluate the main job on the built-in photos (CPU is fine)
+#   make demo    train/evaluate the main job on real photos (CPU is fine); installs the scenes photos
+#   make scenes  install the Debian wallpaper packages of the scenes data set, where apt is usable
 #   make test    run the test suite
 #   make bench   run the benchmarks against vector-quantize-pytorch and the naive loop
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # torch >= 2.4 works (override with `make TORCH='torch==2.5.1' ...`).
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean scenes
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,22 @@ install: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-demo: $(VENV)/.installed
+# The scenes data set's photographs come from Debian packages. Install them where apt-get runs as
+# root or with passwordless sudo; never fail: print what to run instead (the demo then uses the
+# built-in photos and says so). `make test` does not need them.
+scenes: $(VENV)/.installed
+	@missing="$$($(BIN)/python -c 'from depthq.data.scenes import missing_packages as m; print(*m())')"; \
+	all="$$($(BIN)/python -c 'from depthq.data.scenes import PACKAGES; print(*PACKAGES)')"; \
+	if [ -z "$$missing" ]; then echo "scenes: the wallpaper packages are installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+	if ! command -v apt-get >/dev/null 2>&1 || [ "$$sudo" = none ]; then \
+		echo "scenes: cannot install $$missing here (no apt-get, or not root and no passwordless sudo)."; \
+		echo "        run: sudo apt-get install -y $$all   (the demo uses the built-in photos until then)"; exit 0; fi; \
+	echo "scenes: installing $$all (about 170 MB)"; \
+	$$sudo apt-get install -y $$all || { $$sudo apt-get update && $$sudo apt-get install -y $$all; } \
+		|| echo "scenes: apt-get failed; run: sudo apt-get install -y $$all (the demo uses the built-in photos until then)"
+
+demo: $(VENV)/.installed scenes
 	$(BIN)/depthq demo
 
 bench: $(VENV)/.installed

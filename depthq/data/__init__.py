@@ -1,7 +1,9 @@
 """Image data for depthq: uint8 images (N, C, H, W) in 0..255, read offline.
 
-- ``get_dataset(name, split, ...)``: "photos" (built in), "fashion-mnist", "cifar10",
-  "imagenet32", "imagenet64", "folder"; splits "train", "val" (held out of train), "test".
+- ``get_dataset(name, split, ...)``: "photos" (built in), "scenes" (photos + Debian wallpaper
+  photographs), "fashion-mnist", "cifar10", "imagenet32", "imagenet64", "folder"; splits
+  "train", "val" (held out of train), "test".
+- ``choose_photo_set()``: "scenes" where its packages are installed, else "photos" (warned).
 - ``ImageSet``: one split; ``.images`` (N, C, H, W) uint8, ``[i]`` (C, H, W), ``.batch(indices)``.
 - ``augment``: random flips / crops of uint8 batches in plain torch (training only, off by default).
 - ``ImageDataModule``: Lightning loaders with a seeded, resumable order and a progressive-size
@@ -21,6 +23,7 @@ from depthq.data.registry import (
     dataset_info,
     get_dataset,
 )
+from depthq.data.scenes import WALLPAPERS, PhotoSetChoice, Wallpaper, choose_photo_set, load_scenes
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler, parse_schedule
 
 if TYPE_CHECKING:
@@ -41,18 +44,23 @@ __all__ = [
     "DATASETS",
     "DATA_ENV",
     "PHOTOS",
+    "WALLPAPERS",
     "BatchKey",
     "DatasetInfo",
     "ImageDataModule",
     "ImageSet",
     "Photo",
+    "PhotoSetChoice",
     "Stage",
     "StagedBatchSampler",
     "StagedBatches",
+    "Wallpaper",
     "augment",
     "cache_root",
+    "choose_photo_set",
     "dataset_info",
     "get_dataset",
     "load_photos",
+    "load_scenes",
     "parse_schedule",
 ]

@@ -3,6 +3,7 @@
 Example::
 
     $ depthq data info photos --val-fraction 0.05
+    $ depthq data info scenes               # needs the wallpaper packages (apt-get)
     $ depthq data info cifar10 --root ~/data
 """
 
@@ -13,8 +14,10 @@ from typing import Any
 
 from depthq.data import cache
 from depthq.data.imageset import ImageSet
+from depthq.data.patches import PatchSet
 from depthq.data.photos import PHOTOS, photo_patches
 from depthq.data.registry import DATASETS, get_dataset
+from depthq.data.scenes import scene_images, scene_patches
 
 
 def register(subparsers: Any) -> None:
@@ -27,9 +30,10 @@ def register(subparsers: Any) -> None:
         description="Read a data set (building its cache if needed) and print its size, shape, splits, "
                     "dtype, source and cache location.")
     info.add_argument("name", choices=sorted(DATASETS), help="the data set")
-    info.add_argument("--root", default=None, help="its folder (default: from $DEPTHQ_DATA; see docs)")
+    info.add_argument("--root", default=None, help="its folder (default: from $DEPTHQ_DATA; for scenes the folder "
+                      "holding the wallpapers' usr/share/, default $DEPTHQ_WALLPAPERS or /)")
     info.add_argument("--image-size", type=int, default=None,
-                      help="photos patch size / folder resize size (default 32)")
+                      help="photos/scenes patch size / folder resize size (default 32)")
     info.add_argument("--val-fraction", type=float, default=0.0,
                       help="share of the training split held out as val (default 0)")
     info.add_argument("--seed", type=int, default=0, help="seed of the val hold-out")
@@ -64,9 +68,9 @@ def info_text(args: argparse.Namespace) -> str:
     split_rows = [("split", "images", "share")] + [
         (split, f"{len(s):,}", f"{len(s) / total:.1%}") for split, s in sets.items()]
     text = _table(facts) + "\n\n" + _table(split_rows)
-    if args.name == "photos":
-        text += "\n\n" + _photos_table(h)
-    if args.val_fraction > 0 and args.name == "photos":
+    if args.name in ("photos", "scenes"):
+        text += "\n\n" + _patch_table(args.name, h, args.root)
+    if args.val_fraction > 0 and args.name in ("photos", "scenes"):
         text += (f"\n\nval: a seeded (seed {args.seed}) {args.val_fraction:g} of the training photos' 64x64 blocks; "
                  "training patches that touch a val block are dropped")
     elif args.val_fraction > 0:
@@ -74,17 +78,34 @@ def info_text(args: argparse.Namespace) -> str:
     return text
 
 
-def _photos_table(patch_size: int) -> str:
-    """Per photo: size, split, patch count and licence."""
-    pp = photo_patches(patch_size)
-    rows = [("photo", "H x W", "split", "patches*", "licence (as stated by the package)")]
-    for k, photo in enumerate(PHOTOS):
-        coords = pp.test_coords if photo.test else pp.train_coords
-        n = int((coords[:, 0] == k).sum())
-        h, w = (int(v) for v in pp.shapes[k])
-        rows.append((photo.name, f"{h} x {w}", "test" if photo.test else "train", f"{n:,}", photo.licence))
-    return _table(rows) + (f"\n* train photos at stride {pp.stride}, before any val hold-out; "
-                           "test photos non-overlapping")
+def _share(flat: int, tiles: int) -> str:
+    return f"{flat / tiles:.0%}" if tiles else "-"
+
+
+def _patch_table(name: str, patch_size: int, root: str | None) -> str:
+    """Per photo: origin, size, split, patch count, nearly flat share, licence."""
+    ps: PatchSet
+    if name == "photos":
+        ps = photo_patches(patch_size)
+        rows_info = [(p.name, p.package, p.licence) for p in PHOTOS]
+    else:
+        ps = scene_patches(patch_size, root=root)
+        rows_info = [(i.name if i.scene == i.name else f"{i.name} (scene {i.scene})", i.origin, i.licence)
+                     for i in scene_images()]
+    stats = ps.meta["sources"]
+    rows = [("photo", "from", "H x W", "split", "patches*", "flat**", "licence (as stated by the package)")]
+    for k, (photo, origin, licence) in enumerate(rows_info):
+        s = stats[k]
+        size = f"{s['shape'][0]} x {s['shape'][1]}"
+        if s["reduce"] > 1:
+            size += f" (/{s['reduce']} of {s['original_shape'][0]} x {s['original_shape'][1]})"
+        flat = _share(s["flat_tiles"], s["tiles"])
+        if s["reduce"] > 1:
+            flat += f" ({_share(s['flat_tiles_original'], s['tiles_original'])})"
+        rows.append((photo, origin, size, "test" if ps.is_test[k] else "train", f"{ps.count(k):,}", flat, licence))
+    return _table(rows) + (f"\n* train photos at stride {ps.stride}, before any val hold-out; test photos non-overlapping"
+                           f"\n** share of nearly flat {patch_size}x{patch_size} tiles (every channel's std < "
+                           f"{ps.meta['flat_std']:g} levels; in brackets: before downscaling)")
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """``folder``: any directory of PNG/JPEG images, resized to square uint8 RGB images.
 
 Every ``.png``, ``.jpg`` and ``.jpeg`` file (any case) under the folder, recursively, sorted by
-relative path, is read with Pillow, converted to RGB (greyscale is replicated to 3 channels, alpha
-dropped), resized so its *shorter* side is ``image_size`` with the BOX filter (the area average
+relative path, is read with Pillow, converted to 8-bit RGB (``to_rgb``: greyscale is replicated to
+3 channels, alpha dropped, 16-bit greyscale scaled to 8 bits), resized so its *shorter* side is ``image_size`` with the BOX filter (the area average
 the downsampled ImageNet release used), and center-cropped to ``image_size`` x ``image_size``.
 
 Test split: an image is a test image when the SHA-1 of its relative path falls in the lowest
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 TEST_FRACTION = 0.1
-FOLDER_VERSION = 1
+FOLDER_VERSION = 2  # 2: 16-bit greyscale is scaled to 8 bits (version 1 clipped it at 255)
 FOLDER_LAYOUT = "a folder containing .png / .jpg / .jpeg images (searched recursively)"
 
 
@@ -46,9 +46,28 @@ def list_images(root: Path) -> list[Path]:
     return found
 
 
+# Pillow's modes for 16-bit greyscale: PNG opens as I;16 (older Pillow: I, a 32-bit mode holding 0..65535)
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB, every bit depth scaled to 0..255.
+
+    16-bit greyscale (``SIXTEEN_BIT_MODES``; mode I is read as 0..65535) becomes
+    ``round(v * 255 / 65535)``: Pillow's own ``convert`` clips it at 255 instead, so a normal
+    16-bit photograph turns almost white. 16-bit RGB(A) and grey+alpha PNGs are already opened by
+    Pillow as 8-bit modes (the high byte of each value, within one level of the scaled value).
+    Greyscale is replicated to 3 channels and alpha is dropped.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)  # (H, W) uint16 or int32
+        image = Image.fromarray(np.clip(np.rint(values * (255 / 65535)), 0, 255).astype(np.uint8))  # mode L
+    return image.convert("RGB")
+
+
 def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
-    """RGB, shorter side resized to ``size`` (BOX filter), center crop -> uint8 (3, size, size)."""
-    image = image.convert("RGB")
+    """RGB (``to_rgb``), shorter side resized to ``size`` (BOX filter), center crop -> uint8 (3, size, size)."""
+    image = to_rgb(image)
     w, h = image.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))

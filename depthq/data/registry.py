@@ -7,6 +7,9 @@ holding it under the standard sub-folder name in the table):
 name           sub-folder                  default when ``root`` is None
 =============  ==========================  ===============================================
 photos         (built in)                  the package files; ``root`` must be None
+scenes         (installed packages)        the bundled photos + Debian wallpapers under
+                                           ``$DEPTHQ_WALLPAPERS`` or ``/`` (``root``: the
+                                           folder holding ``usr/share/...``)
 fashion-mnist  ``fashion-mnist/``          ``$DEPTHQ_DATA/fashion-mnist`` if it exists,
                                            else ``/usr/share/datasets/fashion-mnist``
 cifar10        ``cifar-10-batches-py/``    ``$DEPTHQ_DATA/cifar-10-batches-py``
@@ -17,8 +20,8 @@ folder         (any)                       none: ``root`` is required
 
 Splits: "train" and "test" are the data set's standard ones (downsampled ImageNet: test is the
 official ``val_data``). "val" is a seeded hold-out of ``val_fraction`` of the *training* split,
-and "train" then excludes it, so model selection never touches the test split. For photos the
-hold-out is by image region (see ``depthq.data.photos``), for the others by image.
+and "train" then excludes it, so model selection never touches the test split. For photos
+and scenes the hold-out is by image region (see ``depthq.data.patches``), for the others by image.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from depthq.data import formats
 from depthq.data.folder import read_folder
 from depthq.data.imageset import ImageSet, from_numpy
 from depthq.data.photos import load_photos
+from depthq.data.scenes import load_scenes, wallpaper_root
 
 DATA_ENV = "DEPTHQ_DATA"
 FASHION_SYSTEM_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -56,6 +60,8 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "photos": DatasetInfo("photos", 3, None, 32, None, "patches of 11 colour photographs bundled with "
                           "scikit-image and scikit-learn (built in, no download)"),
+    "scenes": DatasetInfo("scenes", 3, None, 32, None, "patches of 49 real photographs of 48 scenes: the 11 "
+                          "bundled photos + 38 from Debian wallpaper packages (apt-get), split by scene"),
     "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, 28, "fashion-mnist",
                                  "Fashion-MNIST (Xiao et al. 2017), idx files, 60k train / 10k test"),
     "cifar10": DatasetInfo("cifar10", 3, 32, 32, "cifar-10-batches-py",
@@ -99,6 +105,8 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
         if root is not None:
             raise ValueError("photos is built in and reads no folder; leave root unset")
         return Path()
+    if name == "scenes":
+        return wallpaper_root(root)
     if root is not None:
         base = Path(root).expanduser()
         if info.subfolder and (base / info.subfolder).is_dir():
@@ -161,11 +169,12 @@ def get_dataset(
     """One split of a data set as uint8 images (N, C, H, W) in 0..255.
 
     Args:
-        name: "photos", "fashion-mnist", "cifar10", "imagenet32", "imagenet64" or "folder".
+        name: "photos", "scenes", "fashion-mnist", "cifar10", "imagenet32", "imagenet64" or "folder".
         split: "train", "val" (held out of train; needs ``val_fraction > 0``) or "test".
         root: the data set's folder, or a parent holding it under its standard name; default from
-            ``$DEPTHQ_DATA`` (see the module docstring). Must be None for photos.
-        image_size: photos' patch size / folder's resize size (default 32); fixed-size sets accept
+            ``$DEPTHQ_DATA`` (see the module docstring). Must be None for photos; for scenes, the
+            folder holding the wallpapers' ``usr/share/...`` (default ``$DEPTHQ_WALLPAPERS`` or ``/``).
+        image_size: photos/scenes' patch size / folder's resize size (default 32); fixed-size sets accept
             only their own size (cifar10 32, imagenet32 32, imagenet64 64, fashion-mnist 28).
         val_fraction: the share of the training split held out as "val" (0 <= f < 1).
         seed: seeds the val hold-out (the train/test split never depends on it).
@@ -188,6 +197,8 @@ def get_dataset(
     if name == "photos":
         resolve_root(name, root)  # rejects a root
         return load_photos(split, patch_size=size, val_fraction=val_fraction, seed=seed)
+    if name == "scenes":
+        return load_scenes(split, patch_size=size, val_fraction=val_fraction, seed=seed, root=resolve_root(name, root))
     full = _read_full(name, "test" if split == "test" else "train", resolve_root(name, root), size)
     if split == "test" or val_fraction == 0.0:
         return full

