@@ -24,22 +24,19 @@ or newer schema and any missing or unknown field.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
 
-from depthq.errors import ConfigError, SchemaError
-from depthq.evaluate.information import CORRECTIONS
+from depthq.errors import SchemaError
+from depthq.evaluate.options import EvalOptions, fields_of
+from depthq.evaluate.sections import SECTIONS, ResultSection, read_section, register_section
 
 SCHEMA = "depthq.eval"
 #: 1 was the untyped dict of depthq 0.1 (no "schema_version" key); 2 is this module's layout
 SCHEMA_VERSION = 2
 #: priors a rate can be named after; a name outside this tuple is a typo and raises
 PRIORS = ("uniform", "empirical", "learned")
-SPLITS = ("train", "val", "test")
-PRECISIONS = ("32", "bf16", "16")
 LN2 = math.log(2.0)
 
 DISTORTION_LABEL = "distortion bits/dim (paper convention)"
@@ -48,62 +45,6 @@ DISTORTION_LABEL = "distortion bits/dim (paper convention)"
 def psnr(mse: float, peak: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB of a mean squared error in pixel units."""
     return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """How an evaluation runs. The figure-changing ones are compared by ``same_figures``."""
-
-    split: str = "test"
-    """Split of the data set: test, val (held out of train) or train."""
-    weights: str | None = "model.safetensors"
-    """Weights file of the run (None: a model in memory, e.g. validation during training)."""
-    prior_images: int | None = 8192
-    """Training images the empirical prior is fitted on (seeded subset); 0: none; None: all."""
-    batch_size: int = 256
-    precision: str = "32"
-    """Autocast of the networks: 32, bf16 or 16 (statistics are fp32/fp64 regardless)."""
-    correction: str = "none"
-    """Entropy/MI estimator: "none" (plug-in) or "miller-madow"."""
-    diagnostics: bool = True
-    """Also the pairwise MI matrices and the entropy maps (costlier than the rest)."""
-    device: str = "cpu"
-    data: str | None = None
-    """Evaluate on this data set instead of the run's own."""
-    root: str | None = None
-    """Folder of that data set."""
-
-    def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ConfigError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.correction not in CORRECTIONS:
-            raise ConfigError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
-        if self.prior_images is not None and (not isinstance(self.prior_images, int) or self.prior_images < 0):
-            raise ConfigError(f"prior_images must be an int >= 0 (0: no empirical prior) or None, "
-                              f"got {self.prior_images!r}")
-
-    FIGURE_FIELDS = ("split", "weights", "prior_images", "precision", "correction", "data", "root")
-
-    def same_figures(self, other: EvalOptions) -> bool:
-        """Whether an evaluation with ``other`` gives the same figures (batch size and device
-        do not change them beyond rounding)."""
-        return all(getattr(self, f) == getattr(other, f) for f in self.FIGURE_FIELDS)
-
-    @property
-    def estimator(self) -> str:
-        """The entropy estimator's name, as printed next to the figures."""
-        return "plug-in" if self.correction == "none" else "Miller-Madow"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> EvalOptions:
-        return cls(**_fields(cls, values, "options"))
 
 
 @dataclass(frozen=True)
@@ -121,7 +62,7 @@ class RunSource:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> RunSource:
-        return cls(**_fields(cls, values, "source"))
+        return cls(**fields_of(cls, values, "source"))
 
 
 @dataclass(frozen=True)
@@ -140,7 +81,7 @@ class Likelihood:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Likelihood:
-        return cls(**_fields(cls, values, "likelihood", derived=("bits_per_dim",)))
+        return cls(**fields_of(cls, values, "likelihood", derived=("bits_per_dim",)))
 
 
 @dataclass(frozen=True)
@@ -161,7 +102,7 @@ class Rate:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Rate:
-        return cls(**_fields(cls, values, "rate", derived=("bits_per_dim",)))
+        return cls(**fields_of(cls, values, "rate", derived=("bits_per_dim",)))
 
 
 @dataclass(frozen=True)
@@ -268,7 +209,7 @@ class LevelStats:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> LevelStats:
-        kwargs = _fields(cls, values, "levels[]", derived=(
+        kwargs = fields_of(cls, values, "levels[]", derived=(
             "capacity_bits", "information_bits", "information_cap_bits", "total_correlation",
             "mean_offdiagonal_mi"))
         for name in ("entropies", "perplexities", "used_fractions", "dead_codes"):
@@ -278,48 +219,6 @@ class LevelStats:
         if kwargs["entropy_map"] is not None:
             kwargs["entropy_map"] = tuple(tuple(tuple(r) for r in m) for m in kwargs["entropy_map"])
         return cls(**kwargs)
-
-
-@runtime_checkable
-class ResultSection(Protocol):
-    """Figures another module adds to a result (codec anchors, measured file sizes).
-
-    A section prints itself: ``table_rows`` gives (label, value) rows for the comparison table,
-    ``report_markdown`` a section of report.md. Register its reader with ``register_section``.
-    """
-
-    def to_dict(self) -> dict: ...
-
-    def table_rows(self) -> list[tuple[str, str]]: ...
-
-    def report_markdown(self) -> str: ...
-
-
-SECTIONS = ("anchors", "codec")
-#: where the reader of each section lives (imported on first read, where it registers itself)
-SECTION_MODULES = {"anchors": "depthq.evaluate.anchors", "codec": "depthq.codec"}
-_SECTION_READERS: dict[str, Callable[[Mapping], ResultSection]] = {}
-
-
-def register_section(kind: str, reader: Callable[[Mapping], ResultSection]) -> None:
-    """Make ``EvalResult.from_dict`` read the ``kind`` section (anchors or codec) with ``reader``."""
-    if kind not in SECTIONS:
-        raise ValueError(f"expected a section in {SECTIONS}, got {kind!r}")
-    _SECTION_READERS[kind] = reader
-
-
-def _read_section(kind: str, values: Mapping | None) -> ResultSection | None:
-    if values is None:
-        return None
-    if kind not in _SECTION_READERS:
-        try:
-            importlib.import_module(SECTION_MODULES[kind])
-        except ImportError:
-            pass
-    if kind not in _SECTION_READERS:
-        raise SchemaError(f"the result has a {kind!r} section but no reader for it is installed "
-                          f"({SECTION_MODULES[kind]} did not register one)")
-    return _SECTION_READERS[kind](values)
 
 
 @dataclass(frozen=True)
@@ -459,14 +358,14 @@ class EvalResult:
             raise SchemaError(f"{origin} has schema version {version}, older than {SCHEMA_VERSION}: "
                               "evaluate again")
         try:
-            kwargs = _fields(cls, values, "result", derived=("schema", "schema_version", "figures", "selection"))
+            kwargs = fields_of(cls, values, "result", derived=("schema", "schema_version", "figures", "selection"))
             kwargs["likelihood"] = None if kwargs["likelihood"] is None else Likelihood.from_dict(kwargs["likelihood"])
             kwargs["rates"] = tuple(Rate.from_dict(r) for r in kwargs["rates"])
             kwargs["levels"] = tuple(LevelStats.from_dict(lv) for lv in kwargs["levels"])
             kwargs["options"] = EvalOptions.from_dict(kwargs["options"])
             kwargs["source"] = None if kwargs["source"] is None else RunSource.from_dict(kwargs["source"])
             for kind in SECTIONS:
-                kwargs[kind] = _read_section(kind, kwargs[kind])
+                kwargs[kind] = read_section(kind, kwargs[kind])
             return cls(**kwargs)
         except SchemaError as err:
             raise SchemaError(f"{origin}: {err}") from None
@@ -484,22 +383,6 @@ def metric_name(figure: str, level: int | None = None, *, prefix: str = "val/") 
 def _check_prior(prior: str) -> None:
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; expected one of {PRIORS}")
-
-
-def _fields(cls: type, values: Mapping, where: str, derived: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The constructor arguments of dataclass ``cls`` from ``values``: every field without a
-    default must be there, and no key other than fields and ``derived`` (written for readers)."""
-    if not isinstance(values, Mapping):
-        raise SchemaError(f"{where}: expected an object, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields) - set(derived))
-    if unknown:
-        raise SchemaError(f"{where}: unknown field(s) {unknown} (renamed? expected {sorted(fields)})")
-    missing = sorted(n for n, f in fields.items() if n not in values
-                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-    if missing:
-        raise SchemaError(f"{where}: missing field(s) {missing}")
-    return {k: v for k, v in values.items() if k in fields}
 
 
 __all__ = [

@@ -145,11 +145,11 @@ class Anchors:
 
 
 def test_sections_of_other_modules_print_and_round_trip(setup, monkeypatch):
-    from depthq.evaluate import result as result_module
+    from depthq.evaluate import sections as sections_module
 
     model, images = setup
     result = evaluate(model, images).with_sections(anchors=Anchors(4.78))
-    monkeypatch.setattr(result_module, "_SECTION_READERS", {})
+    monkeypatch.setattr(sections_module, "_SECTION_READERS", {})
     register_section("anchors", Anchors.from_dict)
     assert EvalResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     table = format_table({"with": result, "without": dataclasses.replace(result, anchors=None)})
