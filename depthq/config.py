@@ -8,7 +8,11 @@ A run has three sections, each a dataclass validated at construction::
 
 ``load_config("configs/photos.yaml", ["model.codebook_sizes=[64,64]", "train.steps=500"])`` reads the
 file, applies the overrides (values parsed as YAML), and builds the dataclasses. Unknown keys,
-wrong types and out-of-range values raise ``ValueError`` naming the key.
+wrong types and out-of-range values raise ``ConfigError`` (a ``ValueError``) naming the key.
+
+Types are strict where a silent conversion could hide a mistake: an int field takes only an
+integer (``train.steps=3.0`` or ``1e4`` is refused: write ``3`` or ``10000``); a float field
+takes an integer or a float (``1e-4`` included, which YAML reads as text).
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from typing import Any
 
 import yaml
 
+from depthq.errors import ConfigError, CorruptFileError, MissingFileError
 from depthq.models.config import PRESETS, ModelConfig
+
+if typing.TYPE_CHECKING:
+    from depthq.data import ImageDataModule
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 #: keys of earlier versions, per section class: refused with the new name in the message
@@ -67,11 +75,11 @@ class DataConfig:
         if self.max_val_images is not None:
             _check_int("data.max_val_images", self.max_val_images, 1)
         if not 0.0 <= self.val_fraction < 1.0:  # also rejects NaN
-            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.schedule is not None:
             for i, stage in enumerate(self.schedule):
                 if not isinstance(stage, dict) or set(stage) - {"image_size", "steps"}:
-                    raise ValueError(
+                    raise ConfigError(
                         f"data.schedule[{i}] must be a mapping with image_size and steps, got {stage!r}"
                     )
 
@@ -123,18 +131,18 @@ class TrainConfig:
                           ("grid_images", 0)):
             _check_int(f"train.{name}", getattr(self, name), low)
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"train.lr must be a finite number > 0, got {self.lr}")
+            raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
-            raise ValueError(f"train.grad_clip must be a finite number >= 0 (0 disables), got {self.grad_clip}")
+            raise ConfigError(f"train.grad_clip must be a finite number >= 0 (0 disables), got {self.grad_clip}")
         if self.skip_grad_norm is not None and not (math.isfinite(self.skip_grad_norm) and self.skip_grad_norm > 0):
-            raise ValueError(f"train.skip_grad_norm must be > 0 or null, got {self.skip_grad_norm}")
+            raise ConfigError(f"train.skip_grad_norm must be > 0 or null, got {self.skip_grad_norm}")
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.devices, int):
             _check_int("train.devices", self.devices, 1)
         elif self.devices != "auto":
-            raise ValueError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
+            raise ConfigError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
 
 
 @dataclass
@@ -148,10 +156,42 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def datamodule(self) -> ImageDataModule:
+        """The data module this config describes, checked against the model (ConfigError).
+
+        Reads no data yet: ``prepare_data()`` does (the data layer's own errors then).
+        """
+        from depthq.data import ImageDataModule
+
+        d, m = self.data, self.model
+        schedule = d.schedule or [{"image_size": m.image_size, "steps": self.train.steps}]
+        total = sum(stage.get("steps") or 0 for stage in schedule)
+        if d.schedule and total != self.train.steps:
+            raise ConfigError(f"data.schedule has {total} steps in all but train.steps is "
+                              f"{self.train.steps}: make them equal")
+        for i, stage in enumerate(schedule):
+            try:
+                m.check_image_size(stage["image_size"])
+            except ValueError as err:
+                raise ConfigError(f"data.schedule[{i}]: {err}") from None
+        try:
+            dm = ImageDataModule(
+                d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
+                seed=self.train.seed, val_fraction=d.val_fraction, augment_flip=d.augment_flip,
+                augment_crop=d.augment_crop, schedule=schedule, eval_batch_size=d.eval_batch_size,
+                max_val_images=d.max_val_images,
+            )
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(f"data: {err}") from err
+        if dm.num_channels != m.image_channels:
+            raise ConfigError(f"data {d.name!r} has {dm.num_channels} channel(s) but "
+                              f"model.image_channels is {m.image_channels}")
+        return dm
+
 
 def _check_int(key: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{key} must be an int >= {low}, got {value!r}")
+        raise ConfigError(f"{key} must be an int >= {low}, got {value!r}")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -180,22 +220,22 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ValueError(f"{prefix} must be a mapping, got {type(values).__name__}: {values!r}")
+        raise ConfigError(f"{prefix} must be a mapping, got {type(values).__name__}: {values!r}")
     values = dict(values)
     base: dict[str, Any] = {}
     if cls is ModelConfig and "preset" in values:
         name = values.pop("preset")
         if name not in PRESETS:
-            raise ValueError(f"{prefix}.preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"{prefix}.preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         base = PRESETS[name].to_dict()
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for old, new in RENAMED.get(cls.__name__, {}).items():
         if old in values:
-            raise ValueError(f"{prefix}.{old} was renamed {prefix}.{new}: write {new}: {values[old]!r}")
+            raise ConfigError(f"{prefix}.{old} was renamed {prefix}.{new}: write {new}: {values[old]!r}")
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown key{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(f'{prefix}.{k}' for k in unknown)}; valid keys in {prefix}: {', '.join(sorted(fields))}"
         )
@@ -205,19 +245,26 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, f"{prefix}.{key}")
             continue
-        if isinstance(value, str) and (_type_ok(0.5, hint) or _type_ok(1, hint)):
+        if isinstance(value, str) and _type_ok(0.5, hint):
             try:  # PyYAML reads 1e-4 and 1e4 (no dot, no sign) as strings
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, float) and _type_ok(1, hint) and not _type_ok(0.5, hint) and value.is_integer():
-            value = int(value)
         if not _type_ok(value, hint):
-            raise ValueError(
-                f"{prefix}.{key} must be of type {_type_name(hint)}, got {type(value).__name__}: {value!r}"
+            hint_text = _type_name(hint)
+            if isinstance(value, float) and _type_ok(1, hint) and value.is_integer():
+                raise ConfigError(f"{prefix}.{key} must be an int, got the float {value!r}: write "
+                                  f"{int(value)} (int fields take integers only)")
+            raise ConfigError(
+                f"{prefix}.{key} must be of type {hint_text}, got {type(value).__name__}: {value!r}"
             )
         kwargs[key] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # the model's own checks (depthq.models.config)
+        raise ConfigError(str(err)) from err
 
 
 def _type_name(annotation: Any) -> str:
@@ -227,15 +274,15 @@ def _type_name(annotation: Any) -> str:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"model.codebook_sizes=[64,64]"`` -> (["model", "codebook_sizes"], [64, 64]); values parsed as YAML."""
     if "=" not in text:
-        raise ValueError(f"an override is KEY=VALUE, e.g. model.codebook_sizes=[64,64]; got {text!r}")
+        raise ConfigError(f"an override is KEY=VALUE, e.g. model.codebook_sizes=[64,64]; got {text!r}")
     key, raw = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if len(path) < 2:
-        raise ValueError(f"override keys name a section and a field, e.g. train.steps=100; got {key!r}")
+        raise ConfigError(f"override keys name a section and a field, e.g. train.steps=100; got {key!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise ValueError(f"cannot parse the value of override {key!r}: {raw!r} ({err})") from None
+        raise ConfigError(f"cannot parse the value of override {key!r}: {raw!r} ({err})") from None
     return path, value
 
 
@@ -248,7 +295,7 @@ def apply_overrides(tree: dict, overrides: Sequence[str]) -> dict:
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {text!r}: {part!r} is not a section")
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
         node[path[-1]] = value
     return tree
 
@@ -257,11 +304,11 @@ def config_from_dict(tree: dict | None) -> RunConfig:
     """A validated RunConfig from a nested dict (unknown sections are errors)."""
     tree = tree or {}
     if not isinstance(tree, dict):
-        raise ValueError(f"a run config is a mapping with model, data and train; got {type(tree).__name__}")
+        raise ConfigError(f"a run config is a mapping with model, data and train; got {type(tree).__name__}")
     unknown = sorted(set(tree) - {"model", "data", "train"})
     if unknown:
-        raise ValueError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                         "valid sections: model, data, train")
+        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          "valid sections: model, data, train")
     return RunConfig(
         model=_build(ModelConfig, tree.get("model"), "model"),
         data=_build(DataConfig, tree.get("data"), "data"),
@@ -269,14 +316,47 @@ def config_from_dict(tree: dict | None) -> RunConfig:
     )
 
 
+def saved_run_config(tree: Any, origin: str) -> RunConfig:
+    """A RunConfig from a file depthq wrote (config.json, a checkpoint): keys of earlier versions
+    are upgraded (``model.levels``); anything invalid is a CorruptFileError naming ``origin``."""
+    try:
+        tree = dict(tree)
+        model = dict(tree.get("model") or {})
+        for cls_renames in RENAMED.values():
+            for old, new in cls_renames.items():
+                if old in model and new not in model:
+                    model[new] = model.pop(old)
+        return config_from_dict({**tree, "model": model})
+    except (TypeError, ValueError) as err:
+        raise CorruptFileError(f"{origin}: the saved run config is not valid ({err})") from err
+
+
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML run config (None: all defaults) and apply ``section.key=value`` overrides."""
+    """Read a YAML run config (None: all defaults) and apply ``section.key=value`` overrides.
+
+    An empty file is refused: it would silently train the default (official, 44.6M-parameter)
+    model, which is almost surely not what was meant; omit the file for all defaults.
+    """
     tree: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found (presets are in configs/)")
-        tree = yaml.safe_load(path.read_text()) or {}
+            raise MissingFileError(f"config file {path} not found (presets are in configs/)")
+        text = path.read_text()
+        try:
+            tree = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        if tree is None:
+            raise ConfigError(f"config file {path} is empty: it would train the default official model "
+                              "(44.6M parameters) on the photos, almost surely not what was meant; write "
+                              "the settings you want (see configs/), or give no --config for all defaults")
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping with model, data and train "
+                              f"sections, got a {type(tree).__name__}")
     return config_from_dict(apply_overrides(tree, overrides))
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from depthq.atomic import write_json, write_text
 from depthq.config import RunConfig, config_from_dict
 from depthq.evaluate import figures
-from depthq.evaluate.report import format_table, mi_panels, write_eval
-from depthq.images import make_grid, save_png
-from depthq.atomic import write_json
+from depthq.evaluate.report import format_table, mi_panels, sample_reconstructions, write_eval
+from depthq.evaluate.result import EvalOptions, EvalResult
+from depthq.train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ DEMO_MODEL = {
 }
 DEMO_STEPS = 1600
 QUICK_STEPS = 60
+MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
 def demo_config(quantizer: str, steps: int, batch_size: int = 32) -> RunConfig:
@@ -51,54 +53,69 @@ def _fresh_dir(out: Path) -> Path:
     return candidate
 
 
-EXTRA_ROWS = [
-    ("code vectors per level", lambda r: " / ".join(
-        str(lv["codebook_size"] * len(lv["entropy_nats"])) for lv in r["levels"])),
-    ("training time (s)", lambda r: f"{r['train_seconds']:.0f}"),
-]
+@dataclass
+class DemoRun:
+    """One model of the demo: its training summary and its test evaluation."""
+
+    label: str
+    config: RunConfig
+    summary: TrainSummary
+    result: EvalResult
 
 
 def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS, quick: bool = False,
-             batch_size: int = 32) -> dict:
-    """Train and evaluate both models; returns the results and writes them to ``out``."""
+             batch_size: int = 32) -> dict[str, DemoRun]:
+    """Train and evaluate both models; returns them by label and writes them to ``out``."""
+    import torch
+
     from depthq.train import train
 
     steps = QUICK_STEPS if quick else steps
+    configs = {label: demo_config(quantizer, steps, batch_size) for label, quantizer in MODELS}  # ConfigError first
     out = _fresh_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
     print(f"depthq demo: DQ-AE vs VQ-VAE on the built-in photos ({steps} steps each) -> {out}")
-    results, grids = {}, {}
-    for label, quantizer in (("DQ-AE", "dq"), ("VQ-VAE", "vq")):
-        config = demo_config(quantizer, steps, batch_size)
-        start = time.perf_counter()
-        summary = train(config, out / f"{quantizer}-run", description=f"training {label}")
+    options = EvalOptions(device="cuda" if torch.cuda.is_available() else "cpu")
+    runs, pictures = {}, {}
+    for label, quantizer in MODELS:
+        run_dir = out / f"{quantizer}-run"
+        summary = train(configs[label], run_dir, description=f"training {label}")
         # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
-        result, grid = write_eval(out / f"{quantizer}-run", return_grid=True)
-        result["train_seconds"] = summary["train_seconds"]
-        result["total_seconds"] = time.perf_counter() - start
-        results[label], grids[label] = result, grid
-    table = format_table(results, EXTRA_ROWS)
+        report = write_eval(run_dir, options)
+        runs[label] = DemoRun(label, configs[label], summary, report.result)
+        pictures[label] = sample_reconstructions(report.evaluation)
+    results = {label: run.result for label, run in runs.items()}
+    table = format_table(results, [
+        ("code vectors per level", [" / ".join(str(lv.code_vectors) for lv in r.levels) for r in results.values()]),
+        ("training time (s)", [f"{run.summary.train_seconds:.0f}" for run in runs.values()]),
+    ])
     first = next(iter(results.values()))
-    note = (f"Test split: {first['images']} held-out {first['data']} patches ({first['dims']} dims each). "
-            f"Prior of the 'empirical' rows: {first.get('prior', 'n/a')}.")
-    originals = next(iter(grids.values()))[0]
-    save_png(make_grid([originals, *(g[1] for g in grids.values())], scale=3), out / "test_reconstructions.png")
+    empirical = first.rate("empirical")
+    note = (f"Test split: {first.images} held-out {first.data} patches ({first.dims} dims each). "
+            f"Prior of the 'empirical' rows: {empirical.description if empirical else 'not fitted'}.")
+    originals = next(iter(pictures.values()))[0]
+    figures.labelled_rows([originals, *(p[2] for p in pictures.values())],
+                          ["test originals", *(f"{label} reconstructions" for label in pictures)],
+                          out / "test_reconstructions.png",
+                          title="Held-out test photos and their reconstructions (the mean of p(x|z))")
     panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}, ")]
     figures.mi_matrices(panels, out / "mutual_information.png")
-    write_json(out / "summary.json", {"results": results, "steps": steps})
-    (out / "summary.md").write_text(
-        f"# depthq demo\n\n{table}\n\n{note}\n\n![test reconstructions](test_reconstructions.png)\n"
-        f"\nRows of the picture: originals, {', '.join(grids)} reconstructions.\n\n"
-        f"![mutual information](mutual_information.png)\n\nFull reports: "
-        + ", ".join(f"{q}-run/eval-test/report.md" for q in ("dq", "vq")) + "\n"
-    )
+    write_json(out / "summary.json", {
+        "schema": "depthq.demo", "schema_version": 1, "steps": steps,
+        "runs": {label: {"train": run.summary.to_dict(), "eval": run.result.to_dict()} for label, run in runs.items()},
+    })
+    write_text(out / "summary.md",
+               f"# depthq demo\n\n{table}\n\n{note}\n\n![test reconstructions](test_reconstructions.png)\n"
+               f"\nRows of the picture: test originals, {', '.join(pictures)} reconstructions.\n\n"
+               f"![mutual information](mutual_information.png)\n\nFull reports: "
+               + ", ".join(f"{q}-run/eval-test/report.md" for _, q in MODELS) + "\n")
     print()
     print(table)
     print()
     print(note)
-    print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(grids)}), "
+    print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(pictures)}), "
           f"{out / 'mutual_information.png'}; full reports with figures: {out}/*-run/eval-test/report.md")
-    return results
+    return runs
 
 
 def register(sub) -> None:

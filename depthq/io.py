@@ -1,61 +1,179 @@
-"""Saving and loading models: safetensors weights + a JSON config, written atomically.
+"""Saving and loading models: safetensors weights + JSON, checksummed, written atomically.
 
 ``save_model(model, folder)`` writes ``model.safetensors`` (every parameter and buffer,
-codebooks and EMA statistics included) and ``config.json`` (the ``ModelConfig`` plus metadata);
-``load(run_dir)`` rebuilds the model from them. Nothing is ever unpickled: safetensors holds
-raw tensors and JSON holds plain values. Each file is written to a temporary name in the same
-folder and renamed over the target, so a run killed mid-write leaves the previous file intact.
+codebooks and EMA statistics included), its sidecar ``model.json`` and ``config.json`` (the
+``ModelConfig`` plus what the run recorded: an ``Export``); ``load(run_dir)`` rebuilds the model
+from them. Nothing is ever unpickled: safetensors holds raw tensors and JSON plain values.
+
+Integrity: the SHA-256 of the tensor data is stored in the safetensors header itself
+(``__metadata__["depthq_sha256"]``), so the file and its checksum are written in one atomic
+rename, and ``load`` refuses a truncated or bit-flipped file, or weights of another model, with
+one clear message naming the file. Files saved before checksums existed load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from depthq.atomic import atomic_write, write_json
-from depthq.models import HierarchicalAutoencoder, ModelConfig
+from depthq.errors import CorruptFileError, MissingFileError
+
+if TYPE_CHECKING:
+    import torch
+
+    from depthq.config import RunConfig
+    from depthq.evaluate.result import EvalResult
+    from depthq.models import HierarchicalAutoencoder, ModelConfig
+
+log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: no checksum, untyped validation; both are read
+CHECKSUM_KEY = "depthq_sha256"
+
+
+@dataclass(frozen=True)
+class Export:
+    """What a weights file's sidecar (``<stem>.json``) and the run's ``config.json`` record."""
+
+    model: ModelConfig
+    run: RunConfig | None = None
+    """The whole run config (None: saved outside ``depthq train``)."""
+    step: int | None = None
+    parameters: int | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    skipped_steps: int | None = None
+    validation: EvalResult | None = None
+    """The validation at ``step`` (the one that made best.safetensors the best)."""
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION, "model": self.model.to_dict(),
+            "run": None if self.run is None else self.run.to_dict(), "step": self.step,
+            "parameters": self.parameters, "precision": self.precision,
+            "channels_last": self.channels_last, "skipped_steps": self.skipped_steps,
+            "validation": None if self.validation is None else self.validation.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, origin: str) -> Export:
+        from depthq.config import saved_run_config
+        from depthq.evaluate.result import EvalResult
+        from depthq.models import ModelConfig
+
+        version = values.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CorruptFileError(f"{origin} has format version {version!r}, newer than this depthq "
+                                   f"reads ({FORMAT_VERSION}): upgrade depthq")
+        if "model" not in values:
+            raise CorruptFileError(f"{origin} has no 'model' entry: not written by depthq")
+        try:
+            model = ModelConfig.from_dict(values["model"])
+            run = values.get("run")
+            validation = values.get("validation")
+            # format 1 stored the validation as an untyped dict: not carried over
+            validation = (EvalResult.from_dict(validation, origin=f"{origin} (validation)")
+                          if version >= 2 and validation is not None else None)
+            return cls(model=model, run=None if run is None else saved_run_config(run, origin),
+                       step=values.get("step"), parameters=values.get("parameters"),
+                       precision=values.get("precision"), channels_last=values.get("channels_last"),
+                       skipped_steps=values.get("skipped_steps"), validation=validation)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, CorruptFileError):
+                raise
+            raise CorruptFileError(f"{origin}: {err}") from err
 
 
 def save_model(model: HierarchicalAutoencoder, folder: str | os.PathLike, *,
-               weights_name: str = WEIGHTS, metadata: dict | None = None) -> Path:
-    """Write ``weights_name``, its metadata sidecar ``<stem>.json`` and ``config.json``.
+               weights_name: str = WEIGHTS, export: Export | None = None) -> Path:
+    """Write ``weights_name`` (checksummed), its sidecar ``<stem>.json`` and ``config.json``.
 
-    ``config.json`` (the model config plus the latest metadata) is what ``load`` needs; the
-    sidecar keeps the metadata of that weights file (its step and validation), since a run
+    ``config.json`` (the model config plus the latest export record) is what ``load`` needs;
+    the sidecar keeps the record of that weights file (its step and validation), since a run
     folder holds several (``model.safetensors``, ``best.safetensors``).
     """
+    from safetensors.torch import save
+
     folder = Path(folder)
+    export = export or Export(model=model.config)
+    if export.model != model.config:
+        raise ValueError("export.model must be the model's own config")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    weights = atomic_write(folder / weights_name, lambda tmp: save_file(state, tmp))
-    payload = {"format_version": FORMAT_VERSION, "model": model.config.to_dict(), **(metadata or {})}
+    plain = save(state)
+    data = memoryview(plain)[8 + int.from_bytes(plain[:8], "little"):]
+    blob = save(state, metadata={"format": "pt", CHECKSUM_KEY: hashlib.sha256(data).hexdigest()})
+    if memoryview(blob)[-len(data):] != data:  # the header grew, the tensor bytes did not move
+        raise RuntimeError("safetensors laid the tensors out differently with metadata")
+    weights = atomic_write(folder / weights_name, lambda tmp: Path(tmp).write_bytes(blob))
+    payload = export.to_dict()
     write_json(weights.with_suffix(".json"), payload)
     write_json(folder / CONFIG, payload)
     return weights
 
 
-def read_metadata(run_dir: str | os.PathLike, weights: str = WEIGHTS) -> dict:
-    """The metadata saved with a weights file (its sidecar), else the run's config.json."""
-    sidecar = (Path(run_dir) / weights).with_suffix(".json")
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else read_config(run_dir)
-
-
-def read_config(run_dir: str | os.PathLike) -> dict:
-    """The parsed ``config.json`` of a run directory (or model folder)."""
-    path = Path(run_dir) / CONFIG
+def read_export(folder: str | os.PathLike, weights: str | None = None) -> Export:
+    """The record of ``weights`` (its sidecar ``<stem>.json``), or of the run (``config.json``)."""
+    folder = Path(folder)
+    path = (folder / weights).with_suffix(".json") if weights else folder / CONFIG
+    if weights and not path.is_file():
+        path = folder / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: expected a run directory written by `depthq train` "
-            f"(with {CONFIG} and {WEIGHTS})"
-        )
-    return json.loads(path.read_text())
+        raise MissingFileError(f"{path} not found: expected a run directory written by `depthq train` "
+                               f"(with {CONFIG} and {WEIGHTS})")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
+    if not isinstance(values, dict):
+        raise CorruptFileError(f"{path} is not a JSON object: not written by depthq")
+    return Export.from_dict(values, origin=str(path))
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (CPU), after checking its stored checksum.
+
+    CorruptFileError, naming the file, if it is empty, truncated, unreadable or does not match.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} not found")
+    blob = path.read_bytes()
+    size = int.from_bytes(blob[:8], "little") if len(blob) >= 8 else None
+    if size is None or 8 + size > len(blob):
+        raise CorruptFileError(f"{path} is truncated or empty ({len(blob):,} bytes): the file is "
+                               "incomplete; export or copy it again")
+    try:
+        header: Any = json.loads(blob[8 : 8 + size])
+        expected = (header.get("__metadata__") or {}).get(CHECKSUM_KEY)
+        data_end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as err:
+        raise CorruptFileError(f"{path} has an unreadable header ({err}): the file is corrupt") from err
+    if len(blob) - 8 - size < data_end:
+        raise CorruptFileError(f"{path} is truncated: {len(blob):,} bytes where its header describes "
+                               f"{8 + size + data_end:,}; export or copy it again")
+    if expected is None:
+        log.debug("%s has no stored checksum (saved by an older depthq): not verified", path)
+    else:
+        actual = hashlib.sha256(memoryview(blob)[8 + size :]).hexdigest()
+        if actual != expected:
+            raise CorruptFileError(f"{path} does not match the checksum stored in it (SHA-256 of its "
+                                   f"tensors {actual[:16]}..., recorded {expected[:16]}...): the file "
+                                   "is corrupt")
+    try:
+        return load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise CorruptFileError(f"{path} cannot be read as safetensors ({err}): the file is corrupt") from err
 
 
 def load(run_dir: str | os.PathLike, *, weights: str = WEIGHTS,
@@ -65,14 +183,32 @@ def load(run_dir: str | os.PathLike, *, weights: str = WEIGHTS,
     Args:
         run_dir: a run directory or any folder with ``config.json`` and the weights file.
         weights: the weights file name (``model.safetensors``; runs also keep
-            ``best.safetensors``).
+            ``best.safetensors``), or a path; its sidecar must describe the same model.
         map_location: device for the tensors.
     """
+    from depthq.models import HierarchicalAutoencoder
+
     run_dir = Path(run_dir)
-    config = ModelConfig.from_dict(read_config(run_dir)["model"])
+    config = read_export(run_dir).model
     path = run_dir / weights
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found in the run directory {run_dir}")
+        raise MissingFileError(f"{path} not found in the run directory {run_dir}")
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file() and sidecar != run_dir / CONFIG:
+        own = read_export(path.parent, path.name).model
+        if own != config:
+            changed = [k for k, v in config.to_dict().items() if own.to_dict().get(k) != v]
+            raise CorruptFileError(
+                f"{path} was saved for another model than {run_dir / CONFIG} ("
+                + ", ".join(f"{k}: {getattr(own, k)!r} there, {getattr(config, k)!r} here" for k in changed[:4])
+                + "): weights of another run?")
     model = HierarchicalAutoencoder(config)
-    model.load_state_dict(load_file(str(path), device=str(map_location)))
+    state = read_weights(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()
+        raise CorruptFileError(f"{path} does not fit the model of {run_dir / CONFIG} "
+                               f"({' '.join(line.strip() for line in first[:3])[:300]}): weights of "
+                               "another model?") from err
     return model.to(map_location).eval()

@@ -1,14 +1,18 @@
-"""Evaluation: bits/dim accounting and information diagnostics of the codes."""
+"""Evaluation: typed results, bits/dim accounting and information diagnostics of the codes.
+
+``evaluate(model, images, options) -> EvalResult`` computes every figure once; ``EvalResult``
+and ``LevelStats`` are documented in ``depthq.evaluate.result``.
+"""
 
 from depthq.evaluate.bits import (
-    LABELS,
+    CodePrior,
     EmpiricalPrior,
     LevelShape,
+    UniformPrior,
     bits_per_dim,
-    summary,
     uniform_rate_bits,
 )
-from depthq.evaluate.evaluator import Evaluator, ema_prior, psnr
+from depthq.evaluate.evaluator import Evaluator, ema_prior, evaluate, fit_prior
 from depthq.evaluate.information import (
     CodeStatistics,
     entropy,
@@ -16,20 +20,43 @@ from depthq.evaluate.information import (
     miller_madow,
     perplexity,
 )
+from depthq.evaluate.result import (
+    BitsFigure,
+    EvalOptions,
+    EvalResult,
+    LevelStats,
+    Likelihood,
+    Rate,
+    ResultSection,
+    RunSource,
+    psnr,
+    register_section,
+)
 
 __all__ = [
-    "LABELS",
+    "BitsFigure",
+    "CodePrior",
     "CodeStatistics",
     "EmpiricalPrior",
+    "EvalOptions",
+    "EvalResult",
     "Evaluator",
     "LevelShape",
+    "LevelStats",
+    "Likelihood",
+    "Rate",
+    "ResultSection",
+    "RunSource",
+    "UniformPrior",
     "bits_per_dim",
     "ema_prior",
     "entropy",
+    "evaluate",
+    "fit_prior",
     "mi_bias",
     "miller_madow",
     "perplexity",
     "psnr",
-    "summary",
+    "register_section",
     "uniform_rate_bits",
 ]

@@ -12,7 +12,9 @@ For a deterministic encoder z = e(x), log p(x) >= log p(x|z) + log p(z) (VQ-VAE,
     so a code never seen in training still has a finite cost).
 - total bits/dim = distortion + rate / (C*H*W), with the prior named.
 
-Every figure these functions produce carries its label (``LABELS``).
+A prior over the codes is any object with a ``name``, a ``description`` and
+``rate_bits(indices) -> (B,)`` (``CodePrior``): ``UniformPrior`` and ``EmpiricalPrior`` here, a
+learned prior elsewhere. ``depthq.evaluate.result`` turns the rates into labelled figures.
 """
 
 from __future__ import annotations
@@ -20,20 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 LN2 = math.log(2.0)
-
-LABELS = {
-    "distortion": "distortion only (paper convention)",
-    "total_uniform": "total, uniform prior",
-    "total_empirical": "total, empirical prior",
-    "rate_uniform": "rate, uniform prior",
-    "rate_empirical": "rate, empirical prior",
-}
-
 
 def bits_per_dim(nats_per_image: Tensor | float, dims: int) -> Tensor | float:
     """nats per image -> bits per dimension (dims = C*H*W)."""
@@ -63,18 +57,58 @@ def uniform_rate_bits(levels: Sequence[LevelShape]) -> float:
     return sum(lv.positions * lv.num_codebooks * math.log2(lv.codebook_size) for lv in levels)
 
 
+@runtime_checkable
+class CodePrior(Protocol):
+    """A prior over a model's codes: its rate is -log2 p(z) per image.
+
+    ``name`` is what the figures call it ("uniform", "empirical", "learned": the label reads
+    "total bits/dim, <name> prior"); ``description`` says how it was made.
+    """
+
+    name: str
+    description: str
+
+    def rate_bits(self, indices: Sequence[Tensor]) -> Tensor:
+        """Per-level indices (B, M, h, w), bottom to top -> (B,) bits per image."""
+        ...
+
+
+class UniformPrior:
+    """Every code of a codebook equally likely: the codes cost their full capacity.
+
+    -log2 p(z) = sum over levels of positions * M * log2 K (the same for every image).
+    """
+
+    name = "uniform"
+    description = "uniform over each codebook's K codes (the codes' full capacity)"
+
+    def __init__(self, codebook_sizes: Sequence[int]) -> None:
+        self.codebook_sizes = list(codebook_sizes)
+
+    def rate_bits(self, indices: Sequence[Tensor]) -> Tensor:
+        if len(indices) != len(self.codebook_sizes):
+            raise ValueError(f"expected indices for {len(self.codebook_sizes)} levels, got {len(indices)}")
+        bits = uniform_rate_bits([LevelShape.of(z, k) for z, k in zip(indices, self.codebook_sizes)])
+        return torch.full((indices[0].shape[0],), bits, dtype=torch.float64, device=indices[0].device)
+
+
 class EmpiricalPrior:
     """p(z) = prod over levels, codebooks and positions of p_{level, m}(z): code frequencies.
 
     Fitted on code counts of a training split; ``alpha`` is added to every count (add-one
     smoothing by default) so unseen codes cost log2(total + K*alpha) bits, not infinity.
+    ``description`` says where the counts came from; it is printed next to every figure.
     """
 
-    def __init__(self, log2_probs: Sequence[Tensor]) -> None:
+    name = "empirical"
+
+    def __init__(self, log2_probs: Sequence[Tensor], description: str = "code frequencies") -> None:
         self.log2_probs = [lp.double() for lp in log2_probs]  # per level (M, K), float64
+        self.description = description
 
     @classmethod
-    def fit(cls, counts: Sequence[Tensor], alpha: float = 1.0) -> EmpiricalPrior:
+    def fit(cls, counts: Sequence[Tensor], alpha: float = 1.0,
+            description: str = "code frequencies, add-one smoothed") -> EmpiricalPrior:
         """From per-level code counts (M, K) (e.g. ``CodeStatistics.marginal``)."""
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0 (smoothing keeps unseen codes finite), got {alpha}")
@@ -82,7 +116,7 @@ class EmpiricalPrior:
         for c in counts:
             c = c.double() + alpha
             log2_probs.append((c / c.sum(-1, keepdim=True)).log2())
-        return cls(log2_probs)
+        return cls(log2_probs, description)
 
     def rate_bits(self, indices: Sequence[Tensor]) -> Tensor:
         """-log2 p(z) per image: per-level indices (B, M, h, w) -> (B,) bits."""
@@ -104,28 +138,3 @@ class EmpiricalPrior:
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> EmpiricalPrior:
         return cls([state[f"level{i}"] for i in range(len(state))])
-
-
-def summary(distortion_nats: float, dims: int, uniform_bits: float,
-            empirical_bits: float | None = None) -> dict[str, float]:
-    """The labelled bits/dim figures from mean nats/bits per image.
-
-    Args:
-        distortion_nats: mean -log p(x|z) per image, in nats.
-        dims: C*H*W.
-        uniform_bits: rate per image under the uniform prior.
-        empirical_bits: mean rate per image under the empirical prior (None: not fitted).
-
-    Returns:
-        keys of ``LABELS`` (bits/dim), only those that were computed.
-    """
-    distortion = float(bits_per_dim(distortion_nats, dims))
-    out = {
-        "distortion": distortion,
-        "rate_uniform": uniform_bits / dims,
-        "total_uniform": distortion + uniform_bits / dims,
-    }
-    if empirical_bits is not None:
-        out["rate_empirical"] = empirical_bits / dims
-        out["total_empirical"] = distortion + empirical_bits / dims
-    return out

@@ -17,15 +17,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="training images used to fit the empirical prior (0: no empirical prior)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--precision", default="32", choices=["32", "bf16"], help="evaluation precision")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--correction", default="none", choices=["none", "miller-madow"],
-                   help="bias correction of the entropy and MI estimates")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+                   help="estimator of the entropies, MI and information: plug-in or Miller-Madow")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,28 +43,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_compare)
 
 
-def _kwargs(args) -> dict:
-    return dict(data=args.data, root=args.root, split=args.split, weights=args.weights,
-                prior_images=args.prior_images, batch_size=args.batch_size,
-                precision=args.precision, device=args.device, correction=args.correction)
+def options_from_args(args: argparse.Namespace):
+    """The ``EvalOptions`` of the command line (validated there)."""
+    import torch
+
+    from depthq.evaluate.result import EvalOptions
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return EvalOptions(split=args.split, weights=args.weights, prior_images=args.prior_images,
+                       batch_size=args.batch_size, precision=args.precision, correction=args.correction,
+                       device=device, data=args.data, root=args.root)
 
 
 def run_eval(args) -> int:
     from depthq.evaluate.report import format_table, write_eval
 
-    result = write_eval(args.run_dir, args.out, **_kwargs(args))
-    print(format_table({Path(args.run_dir).name: result}))
-    print(f"\nwrote {result['out']}/eval.json, report.md and "
-          f"{', '.join(result['figures'].values())}")
+    report = write_eval(args.run_dir, options_from_args(args), args.out)
+    print(format_table({Path(args.run_dir).name: report.result}))
+    print(f"\nwrote {report.out}/eval.json, report.md and {', '.join(report.figures.values())}")
     return 0
 
 
 def run_compare(args) -> int:
     from depthq.evaluate.report import compare_runs
 
-    if args.names and len(args.names) != len(args.run_dirs):
-        raise ValueError(f"--names has {len(args.names)} names for {len(args.run_dirs)} runs")
-    out = compare_runs(args.run_dirs, args.out, names=args.names, reuse=not args.fresh, **_kwargs(args))
-    print(out["table"])
-    print(f"\nwrote {out['out']}/compare.md, compare.json and mutual_information.png")
+    comparison = compare_runs(args.run_dirs, args.out, options_from_args(args), names=args.names,
+                              reuse=not args.fresh)
+    print(comparison.table)
+    print(f"\nwrote {comparison.out}/compare.md, compare.json and mutual_information.png")
     return 0

@@ -1,30 +1,36 @@
-"""Streaming evaluation of an autoencoder: bits/dim (labelled), MSE/PSNR and code usage.
+"""Streaming evaluation of an autoencoder into one typed ``EvalResult``.
 
-``Evaluator`` accumulates sums and code counts batch by batch (never the whole split in
-memory), so validation during training and ``depthq eval`` compute every figure the same way.
+``Evaluator`` accumulates sums and code counts batch by batch (never the whole split in memory);
+``evaluate`` streams an image set through it. Validation during training feeds Lightning's
+batches to the same ``Evaluator``, so both compute every figure the same way, once: the
+estimator (plug-in or Miller-Madow) is applied when the result is built, not afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from depthq.evaluate.bits import (
-    LABELS,
-    EmpiricalPrior,
-    LevelShape,
-    summary,
-    uniform_rate_bits,
-)
+from depthq.data import ImageSet
+from depthq.evaluate.bits import CodePrior, EmpiricalPrior, UniformPrior
 from depthq.evaluate.information import CodeStatistics
+from depthq.evaluate.result import (
+    EvalOptions,
+    EvalResult,
+    LevelStats,
+    Likelihood,
+    Rate,
+    RunSource,
+    psnr,
+)
 from depthq.models import AutoencoderOutput, HierarchicalAutoencoder
 
-
-def psnr(mse: float, peak: float = 255.0) -> float:
-    """Peak signal-to-noise ratio in dB of a mean squared error in pixel units."""
-    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+EMA_PRIOR_DESCRIPTION = "code frequencies from the quantizers' EMA counts of recent training batches"
 
 
 class Evaluator:
@@ -32,30 +38,31 @@ class Evaluator:
 
     Args:
         model: the autoencoder (its head decides whether bits/dim exist).
-        prior: an empirical prior over the codes for the "total, empirical prior" figure
-            (None: that figure is left out).
-        prior_name: how the prior was fitted, recorded next to the figure.
-        diagnostics: also keep pairwise and per-position code statistics (mutual information,
-            entropy maps); costlier, for ``depthq eval``.
+        options: the evaluation's options (``correction`` and ``diagnostics`` matter here).
+        priors: priors over the codes besides the uniform one (always measured), e.g. an
+            ``EmpiricalPrior``; each gives a ``Rate`` named after it.
     """
 
-    def __init__(self, model: HierarchicalAutoencoder, *, prior: EmpiricalPrior | None = None,
-                 prior_name: str = "", diagnostics: bool = False) -> None:
-        self.model = model
-        self.prior, self.prior_name = prior, prior_name
+    def __init__(self, model: HierarchicalAutoencoder, options: EvalOptions,
+                 priors: Sequence[CodePrior] = ()) -> None:
+        self.model, self.options = model, options
         config = model.config
+        self.priors: list[CodePrior] = [UniformPrior(config.codebook_sizes), *priors]
+        names = [p.name for p in self.priors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each prior may appear once, got {names}")
         m = config.codebooks_per_level
-        self.codes = [
-            CodeStatistics(m, k, pairwise=diagnostics and m > 1, positions=diagnostics,
-                           joint=diagnostics and m > 1)
-            for k in config.codebook_sizes
-        ]
+        full = options.diagnostics
+        # joint counts of the M-tuples give the effective information per position; cheap next
+        # to the pairwise histograms and entropy maps, so they are always kept (M > 1)
+        self.codes = [CodeStatistics(m, k, pairwise=full and m > 1, positions=full, joint=m > 1)
+                      for k in config.codebook_sizes]
         self.images = 0
         self.dims: int | None = None
-        self.nll_nats = 0.0
-        self.squared_error = 0.0
-        self.empirical_bits = 0.0
-        self.level_shapes: list[LevelShape] | None = None
+        # device accumulators (float64): read back once, in result()
+        self._nll: Tensor | None = None
+        self._squared_error: Tensor | None = None
+        self._rate_bits: list[Tensor] | None = None
 
     @torch.no_grad()
     def update(self, x: Tensor, out: AutoencoderOutput | None = None) -> Tensor:
@@ -65,63 +72,119 @@ class Evaluator:
         """
         if out is None:
             out = self.model(x)
-        dims = x[0].numel()
+        dims = math.prod(x.shape[1:])
         if self.dims is None:
             self.dims = dims
         elif dims != self.dims:
             raise ValueError(f"all images of an evaluation must have {self.dims} dims, got {dims}")
         head = self.model.head
-        if head.has_likelihood:
-            self.nll_nats += float(head.nll(out.params, x).double().sum())
         recon = head.mean(out.params)
-        self.squared_error += float((recon.double() - x.double()).pow(2).sum())
+        squared = (recon.double() - x.double()).pow(2).sum()
+        self._squared_error = squared if self._squared_error is None else self._squared_error + squared
+        if head.has_likelihood:
+            nll = head.nll(out.params, x).double().sum()
+            self._nll = nll if self._nll is None else self._nll + nll
+        rates = [prior.rate_bits(out.indices).double().sum() for prior in self.priors]
+        self._rate_bits = rates if self._rate_bits is None else [a + b for a, b in zip(self._rate_bits, rates)]
         for stats, z in zip(self.codes, out.indices):
             stats.update(z)
-        if self.level_shapes is None:
-            self.level_shapes = [LevelShape.of(z, k) for z, k in zip(out.indices, self.model.config.codebook_sizes)]
-        if self.prior is not None:
-            self.empirical_bits += float(self.prior.rate_bits(out.indices).sum())
         self.images += x.shape[0]
         return recon
 
-    def result(self) -> dict:
-        """The figures so far, as plain JSON-ready values (see the README for each key)."""
+    def result(self, *, data: str, source: RunSource | None = None) -> EvalResult:
+        """The figures so far, with the options' estimator applied once."""
         if self.images == 0:
             raise ValueError("no images were evaluated")
         n, dims = self.images, self.dims
-        mse = self.squared_error / (n * dims)
-        uniform_bits = uniform_rate_bits(self.level_shapes)
-        out: dict = {"images": n, "dims": dims, "mse": mse, "psnr": psnr(mse),
-                     "rate_bits_per_image": {"uniform": uniform_bits}}
+        mse = float(self._squared_error) / (n * dims)
+        likelihood = None
         if self.model.head.has_likelihood:
-            empirical = self.empirical_bits / n if self.prior is not None else None
-            out["bits_per_dim"] = summary(self.nll_nats / n, dims, uniform_bits, empirical)
-            out["labels"] = {k: LABELS[k] for k in out["bits_per_dim"]}
-            if empirical is not None:
-                out["rate_bits_per_image"]["empirical"] = empirical
-                out["prior"] = self.prior_name
-        else:
-            out["bits_per_dim"] = None
-            out["labels"] = {"bits_per_dim": f"n/a: the {self.model.config.head} head has no likelihood"}
-        out["levels"] = [self._level(i, stats) for i, stats in enumerate(self.codes)]
-        return out
+            likelihood = Likelihood(float(self._nll) / n, dims)
+        rates = tuple(Rate(p.name, p.description, float(bits) / n) for p, bits in zip(self.priors, self._rate_bits))
+        levels = tuple(self._level(i, stats) for i, stats in enumerate(self.codes))
+        return EvalResult(images=n, dims=dims, data=data, split=self.options.split,
+                          precision=self.options.precision, mse=mse, psnr=psnr(mse), likelihood=likelihood,
+                          rates=rates, levels=levels, options=self.options, source=source)
 
-    def _level(self, index: int, stats: CodeStatistics) -> dict:
-        usage = stats.usage()
-        entry = {
-            "level": index,
-            "codebook_size": stats.codebook_size,
-            "positions": self.level_shapes[index].positions,
-            "entropy_nats": stats.entropies().tolist(),
-            "perplexity": usage["perplexity"].tolist(),
-            "used_fraction": usage["fraction_used"].tolist(),
-            "dead_codes": usage["dead_codes"].tolist(),
-        }
-        if stats.pairwise:
-            entry["mutual_information_nats"] = stats.mutual_information().tolist()
-            entry["mean_offdiagonal_mi_nats"] = stats.mean_offdiagonal_mi()
-            entry["total_correlation_nats"] = stats.total_correlation()
-        return entry
+    def _level(self, index: int, stats: CodeStatistics) -> LevelStats:
+        correction = self.options.correction
+        entropies = stats.entropies(correction)  # (M,)
+        used = stats.marginal > 0  # (M, K)
+        joint = float(entropies[0]) if stats.num_codebooks == 1 else stats.joint_entropy(correction)
+        h, w = stats.spatial_shape
+        entropy_map = stats.entropy_map(correction) if stats.positions else None  # (M, h, w)
+        return LevelStats(
+            level=index, codebook_size=stats.codebook_size, codebooks=stats.num_codebooks,
+            positions=h * w, samples=stats.num_samples,
+            entropies=tuple(entropies.tolist()), perplexities=tuple(entropies.exp().tolist()),
+            used_fractions=tuple(used.double().mean(1).tolist()), dead_codes=tuple((~used).sum(1).tolist()),
+            joint_entropy=joint,
+            position_entropy=None if entropy_map is None else float(entropy_map.mean()),
+            mutual_information=(tuple(tuple(r) for r in stats.mutual_information(correction).tolist())
+                                if stats.pairwise else None),
+            entropy_map=None if entropy_map is None else tuple(tuple(tuple(r) for r in m) for m in entropy_map.tolist()),
+        )
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of an evaluation precision ("32": none)."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _batches(images: ImageSet, indices: Tensor, batch_size: int, desc: str,
+             progress: bool) -> Iterator[Tensor]:
+    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch",
+                      disable=not progress, leave=False):
+        yield images.batch(indices[start : start + batch_size])
+
+
+@torch.no_grad()
+def evaluate(model: HierarchicalAutoencoder, images: ImageSet, options: EvalOptions = EvalOptions(), *,
+             priors: Sequence[CodePrior] = (), source: RunSource | None = None,
+             progress: bool = False) -> EvalResult:
+    """Stream ``images`` once through ``model`` (eval mode) and return every figure.
+
+    Example::
+
+        result = evaluate(model, get_dataset("photos", "test"), EvalOptions(correction="miller-madow"))
+        result.total("uniform"), result.levels[0].information_bits, result.selection
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    evaluator = Evaluator(model, options, priors)
+    with autocast(options.precision, device):
+        for x in _batches(images, torch.arange(len(images)), options.batch_size,
+                          f"evaluating {images.split}", progress):
+            evaluator.update(x.to(device))
+    return evaluator.result(data=images.name, source=source)
+
+
+@torch.no_grad()
+def fit_prior(model: HierarchicalAutoencoder, train_images: ImageSet, options: EvalOptions, *,
+              seed: int = 0, progress: bool = False) -> EmpiricalPrior:
+    """Empirical prior from the codes of ``options.prior_images`` training images (seeded subset;
+    None: all), its description saying so."""
+    model.eval()
+    device = next(model.parameters()).device
+    n = len(train_images)
+    limit = options.prior_images
+    if limit is not None and n > limit:
+        indices = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    else:
+        indices = torch.arange(n)
+    m = model.config.codebooks_per_level
+    counts = [CodeStatistics(m, k, pairwise=False, positions=False, joint=False)
+              for k in model.config.codebook_sizes]
+    with autocast(options.precision, device):
+        for x in _batches(train_images, indices, options.batch_size, "fitting the empirical prior", progress):
+            for stats, z in zip(counts, model.encode(x.to(device))):
+                stats.update(z)
+    description = (f"code frequencies of {len(indices):,} {train_images.name} training images, "
+                   "add-one smoothed")
+    return EmpiricalPrior.fit([c.marginal for c in counts], description=description)
 
 
 def ema_prior(model: HierarchicalAutoencoder) -> EmpiricalPrior:
@@ -129,5 +192,5 @@ def ema_prior(model: HierarchicalAutoencoder) -> EmpiricalPrior:
 
     A cheap stand-in for a prior fitted on the whole training split, used during validation.
     """
-    return EmpiricalPrior.fit([q.ema_count.detach().cpu() for q in model.quantizers])
-
+    return EmpiricalPrior.fit([q.ema_count.detach().cpu() for q in model.quantizers],
+                              description=EMA_PRIOR_DESCRIPTION)

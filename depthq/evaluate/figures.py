@@ -3,8 +3,9 @@
 - ``mi_matrices``: pairwise mutual information between a level's codebooks, entropy on the
   diagonal (Fig. 3 right); one panel per level, or per run in ``depthq compare``;
 - ``entropy_maps``: code entropy per position (nats/pixel, Fig. 3 left) and its histogram;
-- ``hierarchy``: originals, the full reconstruction, and each level decoded alone (Fig. 4);
-- ``training_curves``: loss, bits/dim and code usage from a run's metrics.csv.
+- ``hierarchy``: originals, the full reconstruction, and each level decoded alone (Fig. 4), on
+  ``labelled_rows`` (image rows with their labels in the picture);
+- ``training_curves``: loss, bits/dim, code usage and information per position from metrics.csv.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
-from depthq.images import make_grid
 from depthq.atomic import atomic_write
+from depthq.evaluate.result import metric_name
+from depthq.images import make_grid
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
@@ -79,19 +81,28 @@ def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
-def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path: str | os.PathLike) -> Path:
-    """Rows: originals, the full reconstruction, then each level decoded with the others zeroed."""
-    rows = [originals, full, *per_level]
-    labels = ["originals", "all levels", *(f"level {i} alone" for i in range(len(per_level)))]
-    grid = make_grid(rows, scale=3).numpy()
-    fig, ax = plt.subplots(figsize=(grid.shape[1] / 80 + 1.6, grid.shape[0] / 80))
+def labelled_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str | os.PathLike,
+                  title: str = "", scale: int = 3) -> Path:
+    """Rows of uint8 images (N, C, H, W), each with its label written beside it in the PNG."""
+    if len(rows) != len(labels):
+        raise ValueError(f"expected one label per row, got {len(labels)} labels for {len(rows)} rows")
+    grid = make_grid(rows, scale=scale).numpy()
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 80 + 1.6, grid.shape[0] / 80 + (0.4 if title else 0)))
     ax.imshow(grid)
     step = grid.shape[0] / len(rows)
     ax.set_yticks([step * (i + 0.5) for i in range(len(rows))])
     ax.set_yticklabels(labels)
     ax.set_xticks([])
-    ax.set_title("Decoding from a subset of levels (others zeroed)", fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path: str | os.PathLike) -> Path:
+    """Rows: originals, the full reconstruction, then each level decoded with the others zeroed."""
+    labels = ["originals", "all levels", *(f"level {i} alone" for i in range(len(per_level)))]
+    return labelled_rows([originals, full, *per_level], labels, path,
+                         title="Decoding from a subset of levels (others zeroed)")
 
 
 def reconstructions(originals: Tensor, recons: Tensor, path: str | os.PathLike) -> Path:
@@ -112,32 +123,45 @@ def _read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> Path | None:
-    """Loss, bits/dim (labelled) and code perplexity over training, from a run's metrics.csv."""
-    series = _read_metrics(Path(metrics_csv))
-    if not series:
-        return None
+def curve_panels(series: dict[str, list[tuple[int, float]]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(metric key, label), ...]) of the training-curve panels that have data."""
+    levels = sorted({int(k.rsplit("_l", 1)[1]) for k in series if k.startswith("val/info_fraction_l")})
     panels = [
         ("training loss", [("train/loss", "train loss")]),
         ("bits/dim", [("train/distortion_bpd", "train, distortion only"),
-                      ("val/distortion_bpd", "val, distortion only (paper convention)"),
-                      ("val/total_uniform_bpd", "val, total, uniform prior"),
-                      ("val/total_empirical_bpd", "val, total, empirical prior (EMA counts)")]),
+                      (metric_name("distortion"), "val, distortion only (paper convention)"),
+                      (metric_name("total_uniform"), "val, total, uniform prior"),
+                      (metric_name("total_empirical"), "val, total, empirical prior (EMA counts)")]),
         ("code perplexity (mean per codebook)",
          [(k, k.split("/")[1].replace("perplexity_l", "level ")) for k in sorted(series)
           if k.startswith("train/perplexity_l")]),
+        ("val information per position\n(fraction of the capacity M log2 K)",
+         [(metric_name("info_fraction", i), f"level {i}") for i in levels]),
     ]
     panels = [(t, [(k, lbl) for k, lbl in lines if k in series]) for t, lines in panels]
-    panels = [p for p in panels if p[1]]
+    return [p for p in panels if p[1]]
+
+
+def _curves_figure(series: dict[str, list[tuple[int, float]]]):
+    panels = curve_panels(series)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
     for ax, (title, lines) in zip(axes[0], panels):
         for key, label in lines:
-            steps, values = zip(*series[key])
-            finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v)]
-            if finite:
-                ax.plot(*zip(*finite), label=label, marker="o" if key.startswith("val/") else None, ms=3)
+            finite = [(s, v) for s, v in series[key] if math.isfinite(v)]
+            if finite:  # a marker on every validation, and on any series of one point (no line)
+                marker = "o" if key.startswith("val/") or len(finite) == 1 else None
+                ax.plot(*zip(*finite), label=label, marker=marker, ms=3)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
+
+
+def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """Loss, bits/dim (labelled), code perplexity and the levels' information over training,
+    from a run's metrics.csv."""
+    series = _read_metrics(Path(metrics_csv))
+    if not curve_panels(series):
+        return None
+    return _save(_curves_figure(series), path)

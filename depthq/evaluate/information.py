@@ -275,8 +275,14 @@ class CodeStatistics:
         independence cannot be detected at all. (3) When K^M >= 2^62 tuples are hashed;
         colliding tuples merge (probability about U^2 M / 2^63) and bias it up further.
         """
-        h_joint = _estimate(self.joint_counts, correction)
-        return (self.entropies(correction).sum() - h_joint).item()
+        return self.entropies(correction).sum().item() - self.joint_entropy(correction)
+
+    def joint_entropy(self, correction: str = "none") -> float:
+        """H(z_1, ..., z_M) in nats: the information of a whole M-tuple (a position's code).
+
+        The plug-in estimate is at most log N for N samples (see ``total_correlation``).
+        """
+        return _estimate(self.joint_counts, correction).item()
 
     def usage(self) -> dict[str, Tensor]:
         """Per codebook (M,): ``fraction_used`` (codes seen at least once), ``dead_codes``

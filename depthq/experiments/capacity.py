@@ -12,6 +12,7 @@ import argparse
 import math
 from dataclasses import asdict, dataclass
 
+from depthq.errors import UsageError
 from depthq.tables import markdown_table
 
 
@@ -39,7 +40,7 @@ def capacity(num_codebooks: int, codebook_size: int, code_dim: int, height: int 
     for name, v in (("num_codebooks", num_codebooks), ("codebook_size", codebook_size),
                     ("code_dim", code_dim), ("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            raise UsageError(f"{name} must be an int >= 1, got {v!r}")
     m, k, d = num_codebooks, codebook_size, code_dim
     positions = height * width
     bits = m * math.log2(k)

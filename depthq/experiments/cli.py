@@ -37,15 +37,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--quick", action="store_true", help="the CPU preset (about 10 minutes on 2 cores)")
-    p.add_argument("--out", default=None, help=f"results folder (default: {out}-quick or {out}-full)")
+    p.add_argument("--out", default=None, help=f"results folder (default: {out}-quick or {out}-full, "
+                   "with the changed settings appended, e.g. -steps20)")
     p.add_argument("--data", default="photos", help="data set (default: the built-in photos)")
     p.add_argument("--root", help="folder of the data set")
     p.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
     p.set_defaults(default_out=out)
 
 
+#: options that change an experiment's settings, and how they name its default folder
+CHANGES = (("steps", "steps"), ("seeds", "seeds"), ("codebook_sizes", "K"), ("code_dims", "D"),
+           ("num_codebooks", "M"), ("quantizers", ""))
+
+
 def _out(args) -> Path:
-    return Path(args.out or f"{args.default_out}-{'quick' if args.quick else 'full'}")
+    """``--out``, or the preset's folder with every changed setting in its name, so that
+    ``--quick --steps 20`` and ``--quick`` never share a folder."""
+    if args.out:
+        return Path(args.out)
+    parts = [args.default_out, "quick" if args.quick else "full"]
+    if args.data != "photos":
+        parts.append(args.data)
+    for option, tag in CHANGES:
+        value = getattr(args, option, None)
+        if value:
+            values = value if isinstance(value, list) else [value]
+            parts.append(tag + "-".join(str(v) for v in values))
+    return Path("-".join(parts))
 
 
 def _decoupling(args) -> int:
@@ -53,8 +71,8 @@ def _decoupling(args) -> int:
 
     result = decoupling.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
                             root=args.root, seeds=args.seeds, steps=args.steps)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/results.json, results.md and mutual_information.png")
+    print(result.table)
+    print(f"\nwrote {result.out}/results.json, results.md and mutual_information.png")
     return 0
 
 
@@ -65,6 +83,6 @@ def _ablation(args) -> int:
                           root=args.root, steps=args.steps, codebook_sizes=args.codebook_sizes,
                           code_dims=args.code_dims, num_codebooks=args.num_codebooks,
                           quantizers=args.quantizers)
-    print(result["table"])
-    print(f"\nwrote {result['out']}/results.json, results.md and heatmap.png")
+    print(result.table)
+    print(f"\nwrote {result.out}/results.json, results.md and heatmap.png")
     return 0

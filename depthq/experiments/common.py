@@ -1,26 +1,32 @@
 """Running an experiment as a set of cells: one training run + one evaluation each, resumable.
 
-An experiment folder holds ``cells/<name>/`` (a run directory with its ``eval-test/eval.json``)
-for every cell, and the experiment's ``results.json``, ``results.md`` and figures. A cell whose
-eval.json exists is not run again; a cell interrupted mid-training resumes from its last
-checkpoint; so re-running the same command after a crash finishes only what is missing.
+An experiment folder holds ``experiment.json`` (the experiment's settings), ``cells/<name>/``
+(a run directory with its ``eval-test/eval.json``) for every cell, and the experiment's
+``results.json``, ``results.md`` and figures. A cell whose eval.json exists is not run again; a
+cell interrupted mid-training resumes from its last checkpoint; so re-running the same command
+after a crash finishes only what is missing. A folder made with other settings is refused
+before anything runs (changed settings get their own folder by default, see
+``depthq.experiments.cli``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
-from depthq.config import RunConfig, config_from_dict, dump_config, load_config
-from depthq.evaluate.report import write_eval
 from depthq.atomic import write_json
+from depthq.config import RunConfig, config_from_dict, dump_config, load_config
+from depthq.errors import RunDirError
+from depthq.evaluate.report import read_eval, write_eval
+from depthq.evaluate.result import EvalOptions, EvalResult
+from depthq.train.summary import TrainSummary
 
-log = logging.getLogger(__name__)
+SETTINGS = "experiment.json"
 
 
 @dataclass
@@ -30,6 +36,20 @@ class Cell:
     name: str
     config: RunConfig
     labels: dict = field(default_factory=dict)
+
+
+@dataclass
+class CellResult:
+    """A finished cell: its definition, its test evaluation and its training time."""
+
+    cell: Cell
+    result: EvalResult
+    train_seconds: float
+
+    @property
+    def model(self):
+        """The cell's ``ModelConfig`` (it answers codebooks_per_level, bits_per_position)."""
+        return self.cell.config.model
 
 
 def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num_codebooks: int,
@@ -49,39 +69,47 @@ def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num
     })
 
 
-def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> dict:
+def claim_folder(root: Path, settings: dict[str, Any]) -> None:
+    """Record the experiment's ``settings`` in ``root``, or refuse a folder made with others."""
+    path = root / SETTINGS
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise RunDirError(
+                f"{root} holds this experiment run with other settings ("
+                + "; ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
+                + "): pass another --out, or remove that folder to redo it")
+    elif (root / "cells").is_dir():
+        raise RunDirError(f"{root} holds cells of an experiment without its {SETTINGS}: pass another "
+                          "--out, or remove that folder")
+    write_json(path, settings)
+
+
+def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> CellResult:
     """Train and evaluate one cell (or reuse what is already there)."""
     from depthq.train import train
 
     run_dir = root / "cells" / cell.name
     saved = run_dir / "config.yaml"
     if saved.is_file() and dump_config(load_config(saved)) != dump_config(cell.config):
-        raise ValueError(f"{run_dir} holds a run with another configuration (the preset or the "
-                         "options changed): use another --out, or remove that folder to redo it")
+        raise RunDirError(f"{run_dir} holds a run with another configuration (the preset or the "
+                          "options changed): use another --out, or remove that folder to redo it")
     done = run_dir / "eval-test" / "eval.json"
-    if done.is_file():
-        result = json.loads(done.read_text())
-        result.setdefault("cell_labels", cell.labels)
-        return result
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        if checkpoint.is_file():  # interrupted mid-training: continue it
-            train(cell.config, run_dir, resume=True, description=cell.name)
-        else:
-            if run_dir.exists():  # started but no checkpoint yet: nothing worth keeping
-                shutil.rmtree(run_dir)
-            train(cell.config, run_dir, description=cell.name)
-    summary = json.loads(summary_file.read_text())
-    result = write_eval(run_dir, prior_images=prior_images, progress=progress)
-    result["train_seconds"] = summary["train_seconds"]
-    result["cell_labels"] = cell.labels  # "labels" names the bits/dim figures
-    write_json(done, result)  # atomic: a crash here never leaves a truncated eval.json
-    return result
+    if not done.is_file():
+        if not (run_dir / "summary.json").is_file():
+            if (run_dir / "checkpoints" / "last.ckpt").is_file():  # interrupted mid-training: continue it
+                train(cell.config, run_dir, resume=True, description=cell.name)
+            else:
+                if run_dir.exists():  # started but no checkpoint yet: nothing worth keeping
+                    shutil.rmtree(run_dir)
+                train(cell.config, run_dir, description=cell.name)
+        write_eval(run_dir, EvalOptions(prior_images=prior_images), progress=progress)  # eval.json last, atomic
+    return CellResult(cell, read_eval(done), TrainSummary.read(run_dir).train_seconds)
 
 
 def run_cells(cells: Sequence[Cell], root: Path, *, prior_images: int = 4096,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True) -> list[CellResult]:
     """Run every cell in order, printing where the experiment stands."""
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
@@ -90,27 +118,46 @@ def run_cells(cells: Sequence[Cell], root: Path, *, prior_images: int = 4096,
     for i, cell in enumerate(cells, 1):
         state = "done, reused" if (root / "cells" / cell.name / "eval-test" / "eval.json").is_file() else "running"
         print(f"[{i}/{len(cells)}] {cell.name} ({state})", flush=True)
-        result = run_cell(cell, root, prior_images=prior_images, progress=progress)
-        result["cell"] = cell.name
-        results.append(result)
+        results.append(run_cell(cell, root, prior_images=prior_images, progress=progress))
     return results
 
 
-def aggregate(values: Sequence[float]) -> dict:
-    """Mean and (sample) standard deviation over seeds."""
-    values = [float(v) for v in values]
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "values": values}
+@dataclass(frozen=True)
+class Aggregate:
+    """Mean and (sample) standard deviation of a figure over seeds."""
+
+    mean: float
+    std: float
+    n: int
+    values: tuple[float, ...]
+
+    def format(self, digits: int = 3) -> str:
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
 
 
-def fmt(agg: dict, digits: int = 3) -> str:
-    return f"{agg['mean']:.{digits}f} ± {agg['std']:.{digits}f}" if agg["n"] > 1 else f"{agg['mean']:.{digits}f}"
+def aggregate(values: Sequence[float]) -> Aggregate:
+    values = tuple(float(v) for v in values)
+    return Aggregate(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                     len(values), values)
 
 
-def group(results: Sequence[dict], key: Callable[[dict], object]) -> dict:
-    """Results grouped by ``key(result)``, in first-seen order."""
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+def group(items: Sequence[T], key: Callable[[T], K]) -> dict[K, list[T]]:
+    """Items grouped by ``key(item)``, in first-seen order."""
     out: dict = {}
-    for r in results:
-        out.setdefault(key(r), []).append(r)
+    for item in items:
+        out.setdefault(key(item), []).append(item)
     return out
 
+
+def cells_json(results: Sequence[CellResult]) -> dict[str, Any]:
+    """The cells of ``results.json``: labels, training time and the full evaluation of each."""
+    return {c.cell.name: {"labels": c.cell.labels, "train_seconds": c.train_seconds,
+                          "eval": c.result.to_dict()} for c in results}
+
+
+def rows_json(rows: Sequence[Any]) -> list[dict]:
+    return [asdict(r) for r in rows]

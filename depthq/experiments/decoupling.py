@@ -17,20 +17,25 @@ DQ codes have higher entropy and lower pairwise MI.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from depthq.atomic import write_json, write_text
 from depthq.evaluate import figures
-from depthq.evaluate.report import mean_of
 from depthq.experiments.common import (
+    Aggregate,
     Cell,
+    CellResult,
     aggregate,
-    fmt,
+    cells_json,
+    claim_folder,
     group,
+    rows_json,
     run_cells,
     single_level_config,
 )
-from depthq.atomic import write_json
 from depthq.tables import markdown_table
 
 PRESETS = {
@@ -72,72 +77,99 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
     return out
 
 
-def summarise(results: list[dict], m: int) -> list[dict]:
+@dataclass(frozen=True)
+class VariantRow:
+    """One variant of the table, aggregated over seeds (test split)."""
+
+    variant: str
+    quantizer: str
+    codebook_size: int
+    code_vectors: int
+    bits_per_position: float
+    seeds: tuple[int, ...]
+    distortion_bpd: Aggregate
+    total_uniform_bpd: Aggregate
+    total_empirical_bpd: Aggregate
+    psnr: Aggregate
+    entropy_nats: Aggregate
+    position_entropy_nats: Aggregate
+    information_bits: Aggregate
+    mean_offdiagonal_mi_nats: Aggregate | None
+    """None for one codebook (no pairs)."""
+    used_fraction: Aggregate
+
+
+def summarise(results: list[CellResult]) -> list[VariantRow]:
     rows = []
-    for variant, rs in group(results, lambda r: r["cell_labels"]["variant"]).items():
-        lv = [r["levels"][0] for r in rs]
-        k = rs[0]["cell_labels"]["codebook_size"]
-        codebooks = len(lv[0]["entropy_nats"])
-        rows.append({
-            "variant": variant, "quantizer": rs[0]["cell_labels"]["quantizer"], "codebook_size": k,
-            "code_vectors": codebooks * k,
-            "bits_per_position": (m if rs[0]["cell_labels"]["quantizer"] != "vq" else 1) * math.log2(k),
-            "seeds": [r["cell_labels"]["seed"] for r in rs],
-            "distortion_bpd": aggregate([r["bits_per_dim"]["distortion"] for r in rs]),
-            "total_uniform_bpd": aggregate([r["bits_per_dim"]["total_uniform"] for r in rs]),
-            "total_empirical_bpd": aggregate([r["bits_per_dim"]["total_empirical"] for r in rs]),
-            "psnr": aggregate([r["psnr"] for r in rs]),
-            "entropy_nats": aggregate([mean_of(x["entropy_nats"]) for x in lv]),
-            "position_entropy_nats": aggregate([x["mean_position_entropy_nats"] for x in lv]),
-            "mean_offdiagonal_mi_nats": (aggregate([x["mean_offdiagonal_mi_nats"] for x in lv])
-                                         if "mean_offdiagonal_mi_nats" in lv[0] else None),
-            "used_fraction": aggregate([mean_of(x["used_fraction"]) for x in lv]),
-        })
+    for variant, cs in group(results, lambda c: c.cell.labels["variant"]).items():
+        model = cs[0].model  # the model answers its own codebooks per level and capacity
+        levels = [c.result.levels[0] for c in cs]
+        mi = [lv.mean_offdiagonal_mi for lv in levels]
+        rows.append(VariantRow(
+            variant=variant, quantizer=model.quantizer, codebook_size=model.codebook_sizes[0],
+            code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
+            bits_per_position=model.bits_per_position(0), seeds=tuple(c.cell.config.train.seed for c in cs),
+            distortion_bpd=aggregate([c.result.distortion for c in cs]),
+            total_uniform_bpd=aggregate([c.result.total("uniform") for c in cs]),
+            total_empirical_bpd=aggregate([c.result.total("empirical") for c in cs]),
+            psnr=aggregate([c.result.psnr for c in cs]),
+            entropy_nats=aggregate([lv.mean_entropy for lv in levels]),
+            position_entropy_nats=aggregate([lv.position_entropy for lv in levels]),
+            information_bits=aggregate([lv.information_bits for lv in levels]),
+            mean_offdiagonal_mi_nats=None if model.codebooks_per_level == 1 else aggregate(mi),
+            used_fraction=aggregate([lv.mean_used_fraction for lv in levels]),
+        ))
     return rows
 
 
-def format_rows(rows: list[dict]) -> str:
+def format_rows(rows: list[VariantRow]) -> str:
     headers = ["variant", "code vectors", "bits/position", "distortion bits/dim (paper convention)",
                "total bits/dim, uniform prior", "total bits/dim, empirical prior", "PSNR (dB)",
-               "entropy (nats/codebook)", "entropy map mean (nats/pixel)", "mean off-diag. MI (nats)",
-               "codes used"]
+               "entropy (nats/codebook)", "entropy map mean (nats/pixel)", "information (bits/position)",
+               "mean off-diag. MI (nats)", "codes used"]
     cells = []
     for r in rows:
-        mi = fmt(r["mean_offdiagonal_mi_nats"], 4) if r["mean_offdiagonal_mi_nats"] else "n/a (M=1)"
+        mi = "n/a (M=1)" if r.mean_offdiagonal_mi_nats is None else r.mean_offdiagonal_mi_nats.format(4)
         cells.append([
-            r["variant"], f"{r['code_vectors']:,}", f"{r['bits_per_position']:g}", fmt(r["distortion_bpd"]),
-            fmt(r["total_uniform_bpd"]), fmt(r["total_empirical_bpd"]), fmt(r["psnr"], 2),
-            fmt(r["entropy_nats"], 2), fmt(r["position_entropy_nats"], 2), mi,
-            f"{r['used_fraction']['mean']:.0%}"])
+            r.variant, f"{r.code_vectors:,}", f"{r.bits_per_position:g}", r.distortion_bpd.format(),
+            r.total_uniform_bpd.format(), r.total_empirical_bpd.format(), r.psnr.format(2),
+            r.entropy_nats.format(2), r.position_entropy_nats.format(2), r.information_bits.format(2), mi,
+            f"{r.used_fraction.mean:.0%}"])
     return markdown_table(headers, cells)
 
 
+@dataclass
+class DecouplingOutcome:
+    table: str
+    rows: list[VariantRow]
+    out: Path
+
+
 def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: str | None = None,
-        seeds: list[int] | None = None, steps: int | None = None) -> dict:
+        seeds: list[int] | None = None, steps: int | None = None) -> DecouplingOutcome:
     preset = dict(PRESETS[preset_name])
     if seeds:
         preset["seeds"] = seeds
     if steps:
         preset["steps"] = steps
-    all_cells = cells(preset, data, root)
+    all_cells = cells(preset, data, root)  # validates every config before the folder is claimed
+    claim_folder(out, {"experiment": "decoupling", "preset": preset_name, "data": data, "root": root,
+                       "config": preset})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
-    rows = summarise(results, preset["num_codebooks"])
-    seed0 = {r["cell_labels"]["variant"]: r for r in results if r["cell_labels"]["seed"] == preset["seeds"][0]}
+    rows = summarise(results)
+    seed0 = [c for c in results if c.cell.config.train.seed == preset["seeds"][0]]
     # one-codebook variants have no pairs: only DQ and coupled have an MI matrix
-    panels = [(name, r["levels"][0]["mutual_information_nats"]) for name, r in seed0.items()
-              if "mutual_information_nats" in r["levels"][0]]
-    import numpy as np
-
-    figure = figures.mi_matrices([(n, np.array(m) if m is not None else None) for n, m in panels],
-                                 out / "mutual_information.png",
+    panels = [(c.cell.labels["variant"], np.array(c.result.levels[0].mutual_information)) for c in seed0
+              if c.result.levels[0].mutual_information is not None]
+    figure = figures.mi_matrices(panels, out / "mutual_information.png",
                                  title=f"Mutual information between codebooks, seed {preset['seeds'][0]} (nats)")
     table = format_rows(rows)
-    payload = {"experiment": "decoupling", "preset": preset_name, "data": data, "config": preset,
-               "rows": rows, "cells": {r["cell"]: r for r in results}}
-    write_json(out / "results.json", payload)
-    (out / "results.md").write_text(
-        f"# Implicit decoupling ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
-        f"Single-level network, M={preset['num_codebooks']}, K={preset['codebook_size']}, "
-        f"D={preset['code_dim']}, {preset['steps']} steps per run; mean ± std over seeds on the test split.\n\n"
-        f"{table}\n\n![MI]({figure.name})\n\nPaper (CIFAR-10): DQ-AE 3.14 vs VQ-VAE 4.36 bits/dim.\n")
-    return {"table": table, "rows": rows, "out": str(out)}
+    write_json(out / "results.json", {"experiment": "decoupling", "preset": preset_name, "data": data,
+                                      "config": preset, "rows": rows_json(rows), "cells": cells_json(results)})
+    write_text(out / "results.md",
+               f"# Implicit decoupling ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
+               f"Single-level network, M={preset['num_codebooks']}, K={preset['codebook_size']}, "
+               f"D={preset['code_dim']}, {preset['steps']} steps per run; mean ± std over seeds on the test "
+               f"split. Information: the joint entropy of a position's codes (plug-in), in bits.\n\n"
+               f"{table}\n\n![MI]({figure.name})\n\nPaper (CIFAR-10): DQ-AE 3.14 vs VQ-VAE 4.36 bits/dim.\n")
+    return DecouplingOutcome(table, rows, out)

@@ -159,6 +159,8 @@ class HierarchicalAutoencoder(nn.Module):
             raise TypeError(f"expected uint8 pixels 0..255 (the model normalises them), got {x.dtype}")
         if x.dim() != 4 or x.shape[1] != c.image_channels:
             raise ValueError(f"expected images (B, {c.image_channels}, H, W), got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"expected at least one image, got an empty batch of shape {tuple(x.shape)}")
         if x.shape[2] != x.shape[3]:
             raise ValueError(f"expected square images, got {x.shape[2]}x{x.shape[3]}")
         c.check_image_size(x.shape[2])

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from depthq.config import dump_config, load_config
+from depthq.errors import ConfigError, MissingFileError
 
 #: shortcut flags whose value is text: passed through as a YAML string, so that e.g.
 #: ``--root ~`` or ``--root 2024`` is a folder name, not null or a number
@@ -38,8 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", "-c", help="YAML run config (default: all defaults = photos, official model)")
     p.add_argument("--run-dir", help="output folder (default: runs/<config name>-<time>); "
                    "with --resume, the run to continue")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --run-dir from its last checkpoint (same config)")
+    p.add_argument("--resume", nargs="?", const="last", choices=["last", "best"],
+                   help="continue the run in --run-dir from checkpoints/last.ckpt (or best.ckpt with "
+                   "--resume best), with its own config; only --steps (to extend it), --root and "
+                   "train.skip_grad_norm may change")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set model.codebook_sizes=[64,64] (repeatable)")
     for flag, key in SHORTCUTS.items():
@@ -60,9 +63,15 @@ def run(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     if args.resume:
         if not args.run_dir:
-            raise ValueError("--resume needs --run-dir (the run to continue)")
-        config = load_config(Path(args.run_dir) / "config.yaml", overrides)
+            raise ConfigError("--resume needs --run-dir (the run to continue)")
+        if args.config:
+            raise ConfigError("--resume continues the run with its own config.yaml; --config cannot be "
+                              "combined with it (use --steps to extend the run)")
         run_dir = Path(args.run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise MissingFileError(f"cannot resume: {run_dir / 'config.yaml'} not found (is {run_dir} "
+                                   "a run directory written by depthq train?)")
+        config = load_config(run_dir / "config.yaml", overrides)
     else:
         config = load_config(args.config, overrides)
         stem = Path(args.config).stem if args.config else "default"
@@ -70,25 +79,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(config), end="")
         return 0
-    summary = train(config, run_dir, resume=args.resume)
-    print(format_summary(summary))
+    report(train(config, run_dir, resume=args.resume or False))
     return 0
 
 
-def format_summary(summary: dict) -> str:
-    """A few readable lines about a finished run."""
-    lines = [f"run: {summary['run_dir']}  ({summary['steps']} steps in {summary['train_seconds']:.0f} s, "
-             f"{summary['parameters']:,} parameters, {summary['precision']}"
-             f"{', skipped ' + str(summary['skipped_steps']) + ' steps' if summary['skipped_steps'] else ''})"]
-    val = summary.get("validation")
-    if val:
-        bits = val.get("bits_per_dim")
-        if bits:
-            lines.append(
-                f"validation ({val['images']} images): distortion {bits['distortion']:.3f} bits/dim "
-                f"(paper convention), total {bits['total_uniform']:.3f} (uniform prior)"
-                + (f", {bits['total_empirical']:.3f} (EMA empirical prior)" if "total_empirical" in bits else "")
-            )
-        lines.append(f"validation MSE {val['mse']:.2f}, PSNR {val['psnr']:.2f} dB")
-    lines.append(f"load it with: depthq.load({json.dumps(summary['run_dir'])})")
-    return "\n".join(lines)
+def report(summary) -> None:
+    """Print a finished run's summary, once: under DDP every rank returns from ``train``."""
+    from depthq.train.run import is_main_process
+
+    if is_main_process():
+        print(summary.format())

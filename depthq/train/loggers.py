@@ -40,15 +40,39 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
+def _validation_step(line: str) -> int:
+    """The step of a validation.jsonl line (an EvalResult; depthq 0.1 wrote a plain "step")."""
+    from depthq.evaluate.result import EvalResult
+
+    values = json.loads(line)
+    if "schema_version" not in values:
+        return int(values["step"])
+    return EvalResult.from_dict(values, origin="validation.jsonl").source.step
+
+
 def trim_history(run_dir: str | os.PathLike, step: int) -> None:
-    """Drop rows of ``metrics.csv`` and ``validation.jsonl`` logged after ``step``."""
+    """Drop what was logged after the checkpoint at ``step``: those steps will be logged again.
+
+    Training rows carry the step count *before* their update (the first batch is step 0), so
+    rows of steps >= ``step`` go; validation rows (any ``val/`` value) carry the step of the
+    weights they measured, the checkpoint's own validation included, so rows of steps > ``step``
+    go. validation.jsonl is trimmed like the validation rows.
+    """
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
         with open(metrics, newline="") as f:
             reader = csv.DictReader(f)
             fields, rows = reader.fieldnames or [], list(reader)
-        kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+
+        def keep(row: dict) -> bool:
+            if not row.get("step"):
+                return True
+            logged = int(float(row["step"]))
+            validation = any(v not in (None, "") for k, v in row.items() if k and k.startswith("val/"))
+            return logged <= step if validation else logged < step
+
+        kept = [r for r in rows if keep(r)]
 
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as f:
@@ -60,5 +84,5 @@ def trim_history(run_dir: str | os.PathLike, step: int) -> None:
     validation = run_dir / "validation.jsonl"
     if validation.is_file():
         lines = [line for line in validation.read_text().splitlines() if line.strip()]
-        kept_lines = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        kept_lines = [line for line in lines if _validation_step(line) <= step]
         atomic_write(validation, lambda tmp: Path(tmp).write_text("".join(f"{x}\n" for x in kept_lines)))

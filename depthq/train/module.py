@@ -1,14 +1,17 @@
 """The LightningModule that trains DQ-AE / VQ-VAE.
 
-Lightning owns the loop, mixed precision, gradient clipping, DDP, checkpoints and logging;
-this module adds what is specific to the model:
+Lightning owns the loop, mixed precision, DDP and logging; this module adds what is specific
+to the model:
 
-- non-finite or exploding updates are skipped and counted (VDVAE-style): after backward the
-  gradient norm (identical on every rank once DDP has averaged the gradients) decides, and the
-  optimizer's step is skipped while the step counter still advances, so data order and
-  schedules stay aligned;
-- validation streams the held-out split through ``depthq.evaluate.Evaluator`` and logs the three
-  labelled bits/dim figures, MSE/PSNR and per-level code usage.
+- one pass measures and clips the gradients; an update whose gradient norm is not finite (or
+  above ``train.skip_grad_norm``) is skipped and counted (VDVAE-style), while the step counter
+  still advances, so data order and schedules stay aligned. The decision stays on the device;
+  ``SkippingAdam.step`` is the one place it is read on the host;
+- validation streams the held-out split through ``depthq.evaluate.Evaluator`` (the same engine
+  as ``depthq eval``) into a typed ``EvalResult``: labelled bits/dim, MSE/PSNR, and per level
+  and codebook the perplexity, used fraction and effective information per position. The
+  run's files (validation.jsonl, metrics, checkpoints, exports) are written from it by
+  ``depthq.train.callbacks.RunArtifacts``.
 """
 
 from __future__ import annotations
@@ -20,34 +23,39 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from depthq.config import RunConfig, config_from_dict
-from depthq.evaluate import Evaluator, ema_prior
+from depthq.config import RunConfig
+from depthq.evaluate.evaluator import Evaluator, ema_prior
+from depthq.evaluate.result import EvalOptions, EvalResult, RunSource
 from depthq.models import HierarchicalAutoencoder
 
 log = logging.getLogger(__name__)
 
-EMA_PRIOR_NAME = "empirical prior from the quantizers' EMA counts of recent training batches"
+#: Lightning precision -> the evaluation's autocast name
+EVAL_PRECISION = {"32": "32", "32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
 
 
 class SkippingAdam(torch.optim.Adam):
-    """Adam that drops an update when ``skip_next`` is set by the time its gradients are ready.
+    """Adam that drops an update when ``skip`` (a 0-dim bool tensor) is set by the time its
+    gradients are ready.
 
     Lightning runs forward and backward inside ``step(closure)`` (fp32/bf16) or before it
-    (fp16 with a grad scaler); either way the closure runs first and the flag, set by
-    ``DQModule.on_before_optimizer_step`` after backward, is read afterwards.
+    (fp16 with a grad scaler); either way the closure runs first and ``skip``, set by
+    ``DQModule.on_before_optimizer_step`` after backward, is read afterwards. Reading it here is
+    the training step's one host synchronisation; ``Adam(fused=True)`` with its ``found_inf``
+    argument could take the decision on the device instead.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.skip_next = False
+        self.skip: Tensor | None = None
 
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.skip_next:
-            self.skip_next = False
+        skip, self.skip = self.skip, None
+        if skip is not None and bool(skip):
             return loss
         super().step()
         return loss
@@ -59,16 +67,18 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
 
 
 class DQModule(L.LightningModule):
-    """Trains ``HierarchicalAutoencoder`` from a ``RunConfig`` (given as its plain dict)."""
+    """Trains ``HierarchicalAutoencoder`` from a ``RunConfig``."""
 
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: RunConfig) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.run_config: RunConfig = config_from_dict(config)
-        self.model = HierarchicalAutoencoder(self.run_config.model)
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"expected a RunConfig, got {type(config).__name__}")
+        self.save_hyperparameters({"config": config.to_dict()})
+        self.run_config = config
+        self.model = HierarchicalAutoencoder(config.model)
         # counted in the checkpoint, so a resumed run keeps the total
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
-        self.last_validation: dict | None = None
+        self.last_validation: EvalResult | None = None
         self._evaluator: Evaluator | None = None
         self._grid: tuple[Tensor, Tensor] | None = None
 
@@ -92,19 +102,19 @@ class DQModule(L.LightningModule):
         return out.loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Gradients are complete here (accumulated, DDP-averaged, unscaled for fp16). One pass
-        # measures and clips them (clip_grad_norm_ returns the norm before clipping; Lightning's
-        # own clipping is off so the norm is not computed twice), and decides the skip.
+        # Gradients are complete here (DDP-averaged, unscaled for fp16). One pass measures and
+        # clips them (clip_grad_norm_ returns the norm before clipping; Lightning's own clipping
+        # is off so the norm is not computed twice). The skip decision stays a device tensor:
+        # no host synchronisation here. Lightning zeroes the gradients before the next backward,
+        # so a skipped step's non-finite gradients go nowhere.
         params = [p for p in self.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.run_config.train.grad_clip or float("inf"))
+        skip = ~torch.isfinite(norm)
         limit = self.run_config.train.skip_grad_norm
-        skip = not bool(torch.isfinite(norm)) or (limit is not None and float(norm) > limit)
-        if skip:
-            self.skipped_steps += 1
-            for p in params:  # no non-finite values left behind in .grad
-                p.grad.zero_()
-            log.warning("step %d: skipped the update (gradient norm %s)", self.global_step, float(norm))
-        optimizer.skip_next = skip
+        if limit is not None:
+            skip = skip | (norm > limit)
+        self.skipped_steps += skip.to(self.skipped_steps.dtype)
+        optimizer.skip = skip
         self.log_dict({"train/grad_norm": norm, "train/skipped_steps": self.skipped_steps.float(),
                        "train/lr": torch.tensor(optimizer.param_groups[0]["lr"])},
                       on_step=True, on_epoch=False)
@@ -120,7 +130,11 @@ class DQModule(L.LightningModule):
     # -- validation ----------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._evaluator = Evaluator(self.model, prior=ema_prior(self.model), prior_name=EMA_PRIOR_NAME)
+        options = EvalOptions(split="val", weights=None, prior_images=None, correction="none",
+                              diagnostics=False, device=str(self.device),
+                              precision=EVAL_PRECISION.get(str(self.trainer.precision), "32"),
+                              batch_size=self.run_config.data.eval_batch_size or self.run_config.data.batch_size)
+        self._evaluator = Evaluator(self.model, options, priors=[ema_prior(self.model)])
         self._grid = None
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -133,21 +147,13 @@ class DQModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._evaluator is None or self._evaluator.images == 0:
             return
-        result = self._evaluator.result()
-        result["step"] = int(self.global_step)
-        self.last_validation = result
-        metrics = {"val/mse": result["mse"], "val/psnr": result["psnr"]}
-        bits = result["bits_per_dim"]
-        if bits is not None:
-            metrics.update({f"val/{k}_bpd": v for k, v in bits.items()})
-        metrics["val/selection"] = bits["total_uniform"] if bits is not None else result["mse"]
-        for level in result["levels"]:
-            i = level["level"]
-            metrics[f"val/perplexity_l{i}"] = sum(level["perplexity"]) / len(level["perplexity"])
-            metrics[f"val/used_fraction_l{i}"] = sum(level["used_fraction"]) / len(level["used_fraction"])
-        # every rank evaluated the same full split: the values agree, the mean leaves them as is
-        self.log_dict({k: torch.tensor(float(v)) for k, v in metrics.items()}, on_epoch=True,
-                      sync_dist=True)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data = datamodule.dataset("val").name if datamodule is not None else self.run_config.data.name
+        source = RunSource(run_dir=None, weights=None, step=int(self.global_step),
+                           parameters=self.model.num_parameters(), quantizer=self.model.config.quantizer)
+        # every rank evaluated the same full split: the results agree
+        self.last_validation = self._evaluator.result(data=data, source=source)
+        self._evaluator = None
 
     @property
     def validation_grid(self) -> tuple[Tensor, Tensor] | None:

@@ -2,46 +2,48 @@
 
 Run directory (``--run-dir``)::
 
-    config.yaml              the resolved RunConfig
+    config.yaml              the resolved RunConfig (written once the data has been read)
     metrics.csv              every logged metric (CSVLogger); tensorboard/ has the same
-    validation.jsonl         each validation's labelled figures
+    validation.jsonl         each validation's EvalResult, one JSON object per line
     grids/step_*.png         originals above reconstructions, at each validation
-    checkpoints/last.ckpt    Lightning checkpoint for --resume (atomic, weights_only loading)
+    checkpoints/last.ckpt    Lightning checkpoint for --resume (atomic, checksummed, weights_only)
     checkpoints/best.ckpt    the same at the best validation
     model.safetensors        latest weights + config.json: depthq.load(run_dir); model.json sidecar
     best.safetensors         weights of the best validation (total bits/dim, or MSE); best.json
-    summary.json             final validation, timing, parameters, skipped steps
+    summary.json             the TrainSummary: steps, time, parameters, last validation
+
+Everything after config.yaml is written by one callback, ``RunArtifacts``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from depthq.config import RunConfig, dump_config
-from depthq.data import ImageDataModule
-from depthq.atomic import write_json
-from depthq.train.callbacks import (
-    RNGState,
-    RunArtifacts,
-    SafeCheckpointIO,
-    StepProgress,
-)
+from depthq.atomic import write_text
+from depthq.cli import QUIET_WARNINGS
+from depthq.config import RunConfig, dump_config, saved_run_config
+from depthq.errors import ConfigError, CorruptFileError, DepthqError, MissingFileError, RunDirError, data_errors
+from depthq.train.callbacks import RNGState, RunArtifacts, SafeCheckpointIO, StepProgress
+from depthq.train.checkpoints import checkpoint_step, read_checkpoint, verify_checkpoint
 from depthq.train.loggers import AppendingCSVLogger, trim_history
 from depthq.train.module import DQModule
+from depthq.train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
+CHECKPOINTS = Path("checkpoints")
+#: what --resume may change: extending the run, a guard against bad updates, and things that
+#: do not change what is trained (progress display, where the data lives, loader workers)
+RESUMABLE_CHANGES = ("train.steps", "train.skip_grad_norm", "train.progress", "data.root", "data.num_workers")
+SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -79,129 +81,138 @@ def resolve_precision(config: RunConfig, accelerator: str) -> tuple[str, bool]:
     return precision, channels_last
 
 
-def make_datamodule(config: RunConfig) -> ImageDataModule:
-    """The data module of a run, checked against the model."""
-    d, m = config.data, config.model
-    schedule = d.schedule or [{"image_size": m.image_size, "steps": config.train.steps}]
-    total = sum(stage.get("steps") or 0 for stage in schedule)
-    if d.schedule and total != config.train.steps:
-        raise ValueError(f"data.schedule has {total} steps in all but train.steps is "
-                         f"{config.train.steps}: make them equal")
-    for i, stage in enumerate(schedule):
-        try:
-            m.check_image_size(stage["image_size"])
-        except ValueError as err:
-            raise ValueError(f"data.schedule[{i}]: {err}") from None
-    dm = ImageDataModule(
-        d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
-        seed=config.train.seed, val_fraction=d.val_fraction, augment_flip=d.augment_flip,
-        augment_crop=d.augment_crop, schedule=schedule, eval_batch_size=d.eval_batch_size,
-        max_val_images=d.max_val_images,
-    )
-    if dm.num_channels != m.image_channels:
-        raise ValueError(f"data {d.name!r} has {dm.num_channels} channel(s) but "
-                         f"model.image_channels is {m.image_channels}")
-    return dm
-
-
 LAUNCH_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK",  # Lightning's launcher, torchrun
                          "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")  # srun tasks
 
 
-def _is_launcher() -> bool:
-    """True in the process that owns the run directory: the single process, or rank 0 of
-    node 0 of a DDP run started by Lightning's launcher, torchrun or SLURM's srun."""
+def is_main_process() -> bool:
+    """True in the process that owns the run directory and the terminal: the single process,
+    or rank 0 of node 0 of a DDP run started by Lightning's launcher, torchrun or SLURM's srun."""
     return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
 
 
-def _check_resumable(checkpoint: Path, config: RunConfig) -> int:
-    """The checkpoint's step; ValueError if the config's model differs from the checkpoint's."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    saved = (state.get("hyper_parameters") or {}).get("config", {}).get("model")
-    wanted = config.to_dict()["model"]
-    if saved is not None and saved != wanted:
-        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise ValueError(
-            "--resume cannot change the model: "
-            + ", ".join(f"model.{k} was {saved.get(k)!r}, now {wanted[k]!r}" for k in changed)
-        )
-    return int(state["global_step"])
+def config_changes(old: RunConfig, new: RunConfig) -> list[tuple[str, object, object]]:
+    """(section.key, old value, new value) of every field that differs."""
+    a, b = old.to_dict(), new.to_dict()
+    return [(f"{section}.{key}", a[section][key], b[section][key])
+            for section in a for key in a[section] if a[section][key] != b[section][key]]
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> Path | None:
-    """Create (or check, when resuming) the run directory; returns the checkpoint to resume."""
-    if not _is_launcher():  # rank 0 prepared it before this worker was started
-        return run_dir / CHECKPOINT if resume else None
-    if resume:
-        checkpoint = run_dir / CHECKPOINT
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"cannot resume: {checkpoint} not found (was the run started "
-                                    f"with this --run-dir, and did it reach its first checkpoint?)")
-        step = _check_resumable(checkpoint, config)  # before anything is written
-        (run_dir / "config.yaml").write_text(dump_config(config))
-        trim_history(run_dir, step)  # steps logged after the checkpoint will be trained again
-        return checkpoint
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"run directory {run_dir} already exists and is not empty: "
-                              "pass --resume to continue it, or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(config))
-    return None
+def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:
+    """ConfigError unless ``new`` only extends ``saved`` (see ``RESUMABLE_CHANGES``)."""
+    refused = [c for c in config_changes(saved, new) if c[0] not in RESUMABLE_CHANGES]
+    if refused:
+        section = refused[0][0].split(".")[0]
+        raise ConfigError(
+            f"--resume cannot change {SECTION_WORDS[section]}: "
+            + ", ".join(f"{key} was {old!r}, now {value!r}" for key, old, value in refused)
+            + " (on resume only --steps, to extend the run, train.skip_grad_norm, --root and "
+            "data.num_workers may change; start a new run for other settings)")
+    if new.train.steps < step:
+        raise ConfigError(f"the checkpoint is at step {step}: train.steps={new.train.steps} would end "
+                          "before it (--steps can only extend a resumed run)")
 
 
-def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-          callbacks: Sequence[L.Callback] = (), description: str = "training") -> dict:
-    """Train a model as configured; returns the summary written to ``summary.json``."""
+def _load_resume_point(run_dir: Path, which: str) -> tuple[int, RunConfig]:
+    """The step and saved config of ``checkpoints/<which>.ckpt``, with a clear error if unusable."""
+    checkpoint = run_dir / CHECKPOINTS / f"{which}.ckpt"
+    try:
+        state = read_checkpoint(checkpoint, mmap=True)
+    except (MissingFileError, CorruptFileError) as err:
+        hint = ""
+        best = run_dir / CHECKPOINTS / "best.ckpt"
+        if which == "last" and best.is_file():
+            try:
+                verify_checkpoint(best)
+                hint = (f"; {best} (step {checkpoint_step(best)}) is intact: continue from it with "
+                        "--resume best")
+            except DepthqError:
+                pass
+        elif isinstance(err, MissingFileError):
+            hint = " (was the run started with this --run-dir, and did it reach its first checkpoint?)"
+        raise type(err)(f"cannot resume: {err}{hint}") from err
+    saved = saved_run_config(state["hyper_parameters"]["config"], origin=str(checkpoint))
+    return int(state["global_step"]), saved
+
+
+def _finished(run_dir: Path, step: int) -> TrainSummary | None:
+    """The run's summary if it already finished at ``step`` (resuming it has nothing to do)."""
+    try:
+        summary = TrainSummary.read(run_dir)
+    except DepthqError:  # missing, or written by an older depthq: finish it again
+        return None
+    return summary if summary.steps == step else None
+
+
+def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool | str = False,
+          callbacks: Sequence[L.Callback] = (), description: str = "training") -> TrainSummary:
+    """Train a model as configured; returns the summary written to ``summary.json``.
+
+    Args:
+        resume: False for a new run; True or "last" to continue ``run_dir`` from
+            ``checkpoints/last.ckpt``, "best" from ``checkpoints/best.ckpt``. A resumed run
+            keeps its config; only the changes in ``RESUMABLE_CHANGES`` are accepted.
+    """
     run_dir = Path(run_dir)
-    dm = make_datamodule(config)  # validates the config before anything is written
-    checkpoint = _prepare_run_dir(run_dir, config, resume)
+    which = "last" if resume is True else (resume or None)
+    if which not in (None, "last", "best"):
+        raise ConfigError(f"resume must be False, True, 'last' or 'best', got {resume!r}")
+    dm = config.datamodule()  # checks the config against the model before anything is read
+    main = is_main_process()
+    if which and not main:  # every process of a finished run returns, so none waits for the others
+        step = checkpoint_step(run_dir / CHECKPOINTS / f"{which}.ckpt")
+        summary = _finished(run_dir, step) if step == config.train.steps else None
+        if summary is not None:
+            return summary
+    if main:
+        step, saved = 0, config
+        if which:
+            step, saved = _load_resume_point(run_dir, which)
+            check_resume(saved, config, step)
+            summary = _finished(run_dir, step) if step == config.train.steps else None
+            if summary is not None:
+                log.info("%s already finished at step %d: nothing to do (pass --steps N > %d to "
+                         "train further)", run_dir, step, step)
+                return summary
+        elif run_dir.exists() and any(run_dir.iterdir()):
+            raise RunDirError(f"run directory {run_dir} already exists and is not empty: "
+                              "pass --resume to continue it, or choose another --run-dir")
+        with data_errors(f"data {config.data.name!r}"):
+            dm.prepare_data()  # read the data before writing anything: a data error leaves no trace
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not which or config_changes(saved, config):  # a resume rewrites it only when extended
+            write_text(run_dir / "config.yaml", dump_config(config))
+        if which:
+            trim_history(run_dir, step)  # rows logged after the checkpoint will be logged again
     t = config.train
     L.seed_everything(t.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(config)
     precision, channels_last = resolve_precision(config, accelerator)
-    module = DQModule(config.to_dict())
+    module = DQModule(config)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     parameters = module.model.num_parameters()
-    metadata = {"run": config.to_dict(), "precision": precision, "channels_last": channels_last,
-                "parameters": parameters}
-    artifacts = RunArtifacts(run_dir, metadata)  # validation files, exports, best/last after validations
+    artifacts = RunArtifacts(run_dir, config, precision=precision, channels_last=channels_last,
+                             parameters=parameters)
     trainer = L.Trainer(
         accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=precision, max_steps=t.steps, max_epochs=-1,
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=[AppendingCSVLogger(run_dir),
                 TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False)],
-        callbacks=[
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=t.checkpoint_every,
-                            save_top_k=0, save_last=True),
-            RNGState(), artifacts,
-            *([StepProgress(description)] if t.progress else []), *callbacks,
-        ],
-        plugins=[SafeCheckpointIO()], use_distributed_sampler=False,
+        callbacks=[RNGState(), artifacts, *([StepProgress(description, t.log_every)] if t.progress else []),
+                   *callbacks],
+        plugins=[SafeCheckpointIO()], use_distributed_sampler=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=t.log_every,
         default_root_dir=run_dir,
     )
-    log.info("training %s (%s parameters) on %s, precision %s%s -> %s", config.model.quantizer,
-             f"{parameters:,}", accelerator, precision, ", channels_last" if channels_last else "",
-             run_dir)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        if resume:  # a resumed run's checkpoint folder is expected to hold checkpoints
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    if main:
+        log.info("training %s (%s parameters) on %s, precision %s%s -> %s", config.model.quantizer,
+                 f"{parameters:,}", accelerator, precision, ", channels_last" if channels_last else "",
+                 run_dir)
+    checkpoint = run_dir / CHECKPOINTS / f"{which}.ckpt" if which else None
+    with warnings.catch_warnings():  # Python callers get the quiet terminal of the CLI too
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
         trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
-    seconds = time.perf_counter() - start
-    last = module.last_validation
-    if dm.val_fraction > 0 and (last is None or last["step"] != trainer.global_step):
-        trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)  # final figures
-        if artifacts.final_improved:
-            trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
-    trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)  # the full state
-    summary = {
-        "run_dir": str(run_dir), "steps": int(trainer.global_step), "train_seconds": seconds,
-        "parameters": parameters, "precision": precision, "channels_last": channels_last,
-        "skipped_steps": int(module.skipped_steps), "validation": module.last_validation,
-    }
-    if trainer.is_global_zero:
-        write_json(run_dir / "summary.json", summary)
-    return summary
+    return artifacts.finish(trainer, module)

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from depthq.evaluate import LABELS, EmpiricalPrior, LevelShape, bits_per_dim, summary, uniform_rate_bits
+from depthq.evaluate import EmpiricalPrior, LevelShape, UniformPrior, bits_per_dim, uniform_rate_bits
+from depthq.evaluate.result import EvalOptions, EvalResult, Likelihood, Rate
 
 
 def test_bits_per_dim_converts_nats_per_image():
@@ -47,11 +48,26 @@ def test_empirical_prior_rejects_bad_input():
         prior.rate_bits([])
 
 
+def _result(distortion_nats: float, dims: int, rates: dict[str, float]) -> EvalResult:
+    return EvalResult(images=1, dims=dims, data="x", split="test", precision="32", mse=1.0, psnr=48.1,
+                      likelihood=Likelihood(distortion_nats, dims),
+                      rates=tuple(Rate(name, f"{name} prior", bits) for name, bits in rates.items()),
+                      levels=(), options=EvalOptions())
+
+
 def test_summary_labels_and_totals():
-    s = summary(distortion_nats=3072 * math.log(2) * 3, dims=3072, uniform_bits=3072.0,
-                empirical_bits=1536.0)
-    assert s["distortion"] == pytest.approx(3.0)
-    assert s["total_uniform"] == pytest.approx(4.0)
-    assert s["total_empirical"] == pytest.approx(3.5)
-    assert set(s) <= set(LABELS)
-    assert "rate_empirical" not in summary(1.0, 10, 0.0)
+    s = _result(distortion_nats=3072 * math.log(2) * 3, dims=3072, rates={"uniform": 3072.0, "empirical": 1536.0})
+    assert s.distortion == pytest.approx(3.0)
+    assert s.total("uniform") == pytest.approx(4.0)
+    assert s.total("empirical") == pytest.approx(3.5)
+    labels = {f.key: f.label for f in s.figures}
+    assert labels["distortion"] == "distortion bits/dim (paper convention)"
+    assert labels["total_empirical"] == "total bits/dim, empirical prior"
+    assert {f.key: f.prior for f in s.figures}["total_empirical"] == "empirical prior"
+    assert "rate_empirical" not in {f.key for f in _result(1.0, 10, {"uniform": 0.0}).figures}
+
+
+def test_uniform_prior_gives_the_uniform_rate_per_image():
+    codes = [torch.randint(0, 8, (3, 2, 4, 4)), torch.randint(0, 4, (3, 2, 2, 2))]
+    bits = UniformPrior([8, 4]).rate_bits(codes)
+    assert bits.shape == (3,) and torch.all(bits == 16 * 2 * 3 + 4 * 2 * 2)

@@ -50,12 +50,12 @@ def test_decoupling_writes_its_table_figure_and_seeds(tmp_path):
     assert (tmp_path / "dec" / "mutual_information.png").stat().st_size > 1000
     md = (tmp_path / "dec" / "results.md").read_text()
     assert "distortion bits/dim (paper convention)" in md and "3.14" in md
-    assert "± " in out["table"]
+    assert "± " in out.table
 
 
 def test_ablation_is_resumable(tmp_path, capsys):
     first = ablation.run(tmp_path / "abl", preset_name="toy")
-    assert [(r["quantizer"], r["K"]) for r in first["rows"]] == [("dq", 4), ("dq", 8), ("vq", 4), ("vq", 8)]
+    assert [(r.quantizer, r.K) for r in first.rows] == [("dq", 4), ("dq", 8), ("vq", 4), ("vq", 8)]
     assert (tmp_path / "abl" / "heatmap.png").stat().st_size > 1000
     capsys.readouterr()
     # a cell whose evaluation is missing is the only one redone; finished cells are reused
@@ -67,10 +67,31 @@ def test_ablation_is_resumable(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("(done, reused)") == 3
     assert (tmp_path / "abl" / "cells" / "dq-M2-K4-D4" / "eval-test" / "eval.json").stat().st_mtime_ns == stamp
-    assert [r["distortion_bpd"] for r in again["rows"]][:3] == [r["distortion_bpd"] for r in first["rows"]][:3]
+    assert [r.distortion_bpd for r in again.rows][:3] == [r.distortion_bpd for r in first.rows][:3]
 
 
 def test_a_changed_preset_does_not_reuse_old_cells(tmp_path):
     ablation.run(tmp_path / "abl", preset_name="toy", codebook_sizes=[4], quantizers=["dq"])
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(FileExistsError, match="other settings"):
         ablation.run(tmp_path / "abl", preset_name="toy", codebook_sizes=[4], quantizers=["dq"], steps=3)
+
+
+def test_changed_settings_get_their_own_default_folder():
+    from depthq.cli import build_parser
+    from depthq.experiments.cli import _out
+
+    parser = build_parser()
+    assert str(_out(parser.parse_args(["experiment", "decoupling", "--quick"]))) == "results/decoupling-quick"
+    assert str(_out(parser.parse_args(["experiment", "decoupling", "--quick", "--steps", "20"]))) == \
+        "results/decoupling-quick-steps20"
+    assert str(_out(parser.parse_args(["experiment", "ablation", "-K", "8", "64", "--data", "cifar10"]))) == \
+        "results/ablation-full-cifar10-K8-64"
+
+
+def test_a_folder_of_other_settings_is_refused_before_anything_runs(tmp_path):
+    from depthq.experiments.common import claim_folder
+
+    claim_folder(tmp_path / "x", {"experiment": "decoupling", "config": {"steps": 20}})
+    claim_folder(tmp_path / "x", {"experiment": "decoupling", "config": {"steps": 20}})  # same: fine
+    with pytest.raises(FileExistsError, match=r"other settings \(config: \{'steps': 20\} there, \{'steps': 600\} now"):
+        claim_folder(tmp_path / "x", {"experiment": "decoupling", "config": {"steps": 600}})

@@ -171,3 +171,11 @@ def test_bad_input_raises():
         model(torch.zeros(2, 3, 22, 22, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("huge")
+
+
+def test_an_empty_batch_is_refused_at_the_input():
+    model = HierarchicalAutoencoder(preset("tiny"))
+    with pytest.raises(ValueError, match="expected at least one image, got an empty batch"):
+        model(torch.zeros(0, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="empty batch"):
+        model.encode(torch.zeros(0, 3, 32, 32, dtype=torch.uint8))

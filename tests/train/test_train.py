@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import depthq
 from depthq.config import load_config
+from depthq.evaluate.result import EvalResult
 from depthq.train import train
 
 TINY = [
@@ -36,8 +37,8 @@ def test_a_tiny_run_writes_the_expected_files(tmp_path):
                  "grids/step_0000003.png", "grids/step_0000006.png"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert summary["steps"] == 6
-    bits = summary["validation"]["bits_per_dim"]
+    assert summary.steps == 6
+    bits = {f.key: f.bits_per_dim for f in summary.validation.figures}
     assert set(bits) == {"distortion", "rate_uniform", "total_uniform", "rate_empirical", "total_empirical"}
     assert bits["total_uniform"] == pytest.approx(bits["distortion"] + bits["rate_uniform"])
     header = (run / "metrics.csv").read_text().splitlines()[0]
@@ -67,7 +68,7 @@ def test_resume_continues_the_step_count_and_keeps_history(tmp_path):
     train(tiny_config("train.steps=4", "train.val_every=2", "train.checkpoint_every=2"), run)
     config = load_config(run / "config.yaml", ["train.steps=7"])
     summary = train(config, run, resume=True)
-    assert summary["steps"] == 7
+    assert summary.steps == 7
     logged = sorted({int(float(r["step"])) for r in csv.DictReader(open(run / "metrics.csv"))})
     assert logged[0] == 0 and logged[-1] >= 6  # rows from both sessions are kept
     with pytest.raises(FileExistsError, match="--resume"):
@@ -83,7 +84,7 @@ def test_exploding_updates_are_skipped_and_counted(tmp_path):
     # Adam has momentum now: any update that was not really dropped would move the weights
     config = load_config(run / "config.yaml", ["train.steps=4", "train.skip_grad_norm=1e-12"])
     summary = train(config, run, resume=True)
-    assert summary["skipped_steps"] == 2 and summary["steps"] == 4
+    assert summary.skipped_steps == 2 and summary.steps == 4
     after = load_file(str(run / "model.safetensors"))
     trainable = {name for name, _ in depthq.load(run).named_parameters()}
     assert trainable
@@ -142,16 +143,19 @@ DDP_SCRIPT = textwrap.dedent(
     import os, sys
     import lightning as L
     import torch
+    from depthq.cli import quiet_terminal
     from depthq.config import load_config
     from depthq.train import train
+    from depthq.train.cli import report
 
     class SaveCodebooks(L.Callback):
         def on_train_end(self, trainer, module):
             state = {{f"q{{i}}": q.codebooks.detach().clone() for i, q in enumerate(module.model.quantizers)}}
             torch.save(state, os.path.join(sys.argv[1], f"codebooks_rank{{trainer.global_rank}}.pt"))
 
+    quiet_terminal(verbose=False)  # as `depthq train` sets up the terminal
     config = load_config(None, {overrides!r})
-    train(config, sys.argv[1], callbacks=[SaveCodebooks()])
+    report(train(config, sys.argv[1], callbacks=[SaveCodebooks()]))
     """
 )
 
@@ -164,6 +168,9 @@ def test_two_process_cpu_ddp_keeps_codebooks_identical(tmp_path):
     run = tmp_path / "run"
     result = _run_script(script, run)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("load it with") == 1  # one summary, from rank 0
+    assert result.stderr.count("INFO depthq.train.run: training dq") == 1, result.stderr[-3000:]
+    assert "Tip:" not in result.stderr and "LeafSpec" not in result.stderr
     ranks = [torch.load(run / f"codebooks_rank{r}.pt", weights_only=True) for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()
     for k in ranks[0]:
@@ -206,24 +213,24 @@ def test_a_checkpoint_taken_at_a_validation_step_already_holds_that_validation(t
     run = tmp_path / "run"
     train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    validation = json.loads((run / "validation.jsonl").read_text().splitlines()[0])
+    validation = EvalResult.from_dict(json.loads((run / "validation.jsonl").read_text().splitlines()[0]))
     artifacts = next(v for k, v in state["callbacks"].items() if "RunArtifacts" in k)
-    assert artifacts["best"] == pytest.approx(validation["bits_per_dim"]["total_uniform"])
+    assert artifacts["best"] == pytest.approx(validation.total("uniform"))
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["global_step"] == 2
     assert json.loads((run / "best.json").read_text())["step"] == 2  # the sidecar of best.safetensors
 
 
 def test_only_rank_zero_owns_the_run_directory(monkeypatch):
-    from depthq.train.run import _is_launcher
+    from depthq.train.run import is_main_process
 
-    assert _is_launcher()
+    assert is_main_process()
     for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID"):
         with monkeypatch.context() as m:
             m.setenv(var, "1")
-            assert not _is_launcher(), var
+            assert not is_main_process(), var
     monkeypatch.setenv("SLURM_PROCID", "0")
-    assert _is_launcher()
+    assert is_main_process()
 
 
 def test_cli_shortcuts_keep_text_values_as_text(capsys):
@@ -237,7 +244,7 @@ def test_cli_shortcuts_keep_text_values_as_text(capsys):
 def test_gradients_are_clipped_to_train_grad_clip():
     from depthq.train.module import DQModule
 
-    module = DQModule(tiny_config("train.grad_clip=1e-3").to_dict())
+    module = DQModule(tiny_config("train.grad_clip=1e-3"))
     out = module.model(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
     out.loss.backward()
 
