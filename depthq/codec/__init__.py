@@ -1,0 +1,1 @@
+"""Entropy-coded files from an autoencoder and its learned prior (``.dqz``)."""
