@@ -49,7 +49,7 @@ def _codec(args):
 
     model = load(args.run_dir, weights=args.weights)
     prior, info = load_prior(args.prior or args.run_dir, model=model)
-    return Codec(model, prior), model, prior
+    return Codec(model, prior), model, prior, info
 
 
 def _target(source: Path, out: str | None, suffix: str, force: bool) -> Path:
@@ -89,7 +89,7 @@ def run_compress(args: argparse.Namespace) -> int:
         raise ValueError("give image files or --split, not both (and not neither)")
     if args.split:
         return _compress_split(args)
-    codec, _, _ = _codec(args)
+    codec = _codec(args)[0]
     for name in args.images:
         source = Path(name)
         target = _target(source, args.out, EXTENSION, args.force)
@@ -105,7 +105,7 @@ def run_compress(args: argparse.Namespace) -> int:
 def run_decompress(args: argparse.Namespace) -> int:
     from depthq.images import save_png
 
-    codec, _, _ = _codec(args)
+    codec = _codec(args)[0]
     for name in args.files:
         source = Path(name)
         target = _target(source, args.out, ".png", args.force)
@@ -127,7 +127,7 @@ def _compress_split(args: argparse.Namespace) -> int:
     from depthq.prior.data import RunData
     from depthq.tables import markdown_table
 
-    codec, model, prior = _codec(args)
+    codec, model, prior, info = _codec(args)
     data = RunData.of_run(args.run_dir, model, args.weights)
     images = data.images(args.split).images
     if args.max_images is not None:
@@ -139,7 +139,7 @@ def _compress_split(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not empty (pass --force, or another --out)")
     print(f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
           "decompressing and checking every file ...")
-    measurement, lossless, lossy = measure_files(model, prior, images, codec=codec)
+    measurement, lossless, lossy = measure_files(model, prior, images, codec=codec, empirical=info.empirical_prior())
     for folder, files in (("lossless", lossless), ("lossy", lossy)):
         for i, data_bytes in enumerate(files):
             atomic_write(out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b))
@@ -155,8 +155,16 @@ def _compress_split(args: argparse.Namespace) -> int:
         ["depthq lossless files, whole file", f"{m.lossless_bits_per_dim:.4f}"],
         ["PNG (Pillow, level 9, one file per image)", f"{png:.4f}"],
         ["WebP lossless (Pillow, method 6, one file per image)", f"{webp:.4f}"],
+        ["  distortion -log2 p(x|z) (paper convention)", f"{m.distortion_bits_per_dim:.4f}"],
+        ["  rate of the codes, learned prior", f"{m.rate_bits_per_dim:.4f}"],
     ]
+    if m.empirical_rate_bits_per_dim is not None:
+        rows.append(["  rate of the same codes, empirical prior (training-code frequencies, add-one)",
+                     f"{m.empirical_rate_bits_per_dim:.4f}"])
     print(markdown_table(["bits/dim on the same images", "value"], rows))
+    if m.empirical_rate_bits_per_dim:
+        print(f"rate of the codes: learned {m.rate_bits_per_dim * m.dims:.1f} bits per image, empirical "
+              f"{m.empirical_rate_bits_per_dim * m.dims:.1f} ({m.rate_bits_per_dim / m.empirical_rate_bits_per_dim:.1%})")
     print(f"lossless: {m.round_trips_verified}/{m.images} round trips bit-exact; payload {m.overhead:+.2%} vs the "
           f"ideal code length; {m.compress_images_per_s:.1f} images/s compressing, "
           f"{m.decompress_images_per_s:.1f} decompressing ({m.threads} thread)")

@@ -52,7 +52,7 @@ from depthq.prior.model import PriorModel
 
 log = logging.getLogger(__name__)
 
-CHUNK = 16  # tiles per prior batch: part of the format (the shape every computation runs at)
+CHUNK = 64  # tiles per prior batch: part of the format (the shape every computation runs at)
 CODER_THREADS = 1  # intra-op threads while computing coding probabilities
 FREQUENCY_TOTAL = 2**24  # the resolution of the integer frequencies (constriction's default precision)
 
@@ -60,12 +60,28 @@ FREQUENCY_TOTAL = 2**24  # the resolution of the integer frequencies (constricti
 def frequencies(probs: Tensor) -> np.ndarray:
     """Probabilities (..., K) -> integer frequencies (N, K) float64, each >= 1, sum <= 2^24.
 
-    Float64 numpy arithmetic only (correctly rounded everywhere), so both sides agree given the
-    same fp32 probabilities.
+    ``floor(p / sum(p) * (2^24 - K)) + 1`` in float64 numpy arithmetic only (correctly rounded
+    on every machine), so both sides agree given the same fp32 probabilities.
     """
-    p = probs.detach().reshape(-1, probs.shape[-1]).cpu().numpy().astype(np.float64)
-    k = p.shape[1]
-    return np.floor(p / p.sum(1, keepdims=True) * (FREQUENCY_TOTAL - k)) + 1.0
+    k = probs.shape[-1]
+    p = probs.detach().reshape(-1, k).cpu().numpy()
+    scale = (FREQUENCY_TOTAL - k) / p.sum(1, dtype=np.float64, keepdims=True)  # (N, 1)
+    f = np.multiply(p, scale, dtype=np.float64)
+    np.floor(f, out=f)
+    f += 1.0
+    return f
+
+
+def prior_tile(model, prior: PriorModel) -> int:
+    """The image side whose codes the prior models: the codec's tile."""
+    return prior.layout.grids[0][0] * model.config.level_stride(0)
+
+
+def tiles(x: Tensor, tile: int) -> Tensor:
+    """(C, H, W) or (N, C, H, W) -> (n, C, t, t) tiles, row-major within each image."""
+    x = x if x.dim() == 4 else x[None]
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // tile, tile, w // tile, tile).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, tile, tile)
 
 
 @contextmanager
@@ -103,7 +119,7 @@ class Codec:
 
     def __init__(self, model, prior: PriorModel) -> None:
         layout = prior.layout
-        tile = layout.grids[0][0] * model.config.level_stride(0)
+        tile = prior_tile(model, prior)
         if layout != CodeLayout.of(model.config, tile):
             raise ValueError(f"the prior models codes of layout {layout}, which this autoencoder does not "
                              f"produce ({CodeLayout.of(model.config, tile)})")
@@ -133,10 +149,7 @@ class Codec:
         return out
 
     def _tiles(self, x: Tensor) -> Tensor:
-        """(C, H, W) -> (n, C, t, t) tiles in row-major order."""
-        c, h, w = x.shape
-        t = self.tile
-        return x.view(c, h // t, t, w // t, t).permute(1, 3, 0, 2, 4).reshape(-1, c, t, t)
+        return tiles(x, self.tile)
 
     def _untile(self, tiles: Tensor, h: int, w: int) -> Tensor:
         t, c = self.tile, tiles.shape[1]

@@ -12,14 +12,16 @@ import dataclasses
 import io
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from depthq.codec.coder import CODER_THREADS, Codec
+from depthq.codec.coder import CODER_THREADS, Codec, prior_tile, tiles
 from depthq.codec.format import HEADER_BYTES
+from depthq.evaluate.bits import EmpiricalPrior
 from depthq.evaluate.evaluator import psnr
 from depthq.prior.model import LN2, PriorModel
 
@@ -35,7 +37,9 @@ class CodecMeasurement:
         dims: C*H*W of one image.
         header_bytes: bytes of every file's header (included in the file figures below).
         model_bits_per_dim: the ideal code length -log2 p(z) - log2 p(x|z) per dim under the
-            learned prior and the likelihood head: ``total bits/dim, learned prior``.
+            learned prior and the likelihood head: ``total bits/dim, learned prior``; the sum of
+        distortion_bits_per_dim: -log2 p(x|z) per dim, and
+        rate_bits_per_dim: -log2 p(z) per dim under the learned prior (teacher-forced).
         lossless_bytes: mean lossless file size.
         lossless_bits_per_dim: mean lossless file size in bits per dim, header included.
         lossless_payload_bits_per_dim: the same without the header.
@@ -49,12 +53,16 @@ class CodecMeasurement:
         compress_images_per_s, decompress_images_per_s: lossless, wall clock.
         lossy_compress_images_per_s, lossy_decompress_images_per_s: lossy, wall clock.
         threads: intra-op threads of the coder's tensor work.
+        empirical_rate_bits_per_dim: -log2 p(z) per dim of the same codes under the empirical
+            prior given to ``measure`` (the prior's training-code frequencies), or None.
     """
 
     images: int
     dims: int
     header_bytes: int
     model_bits_per_dim: float
+    distortion_bits_per_dim: float
+    rate_bits_per_dim: float
     lossless_bytes: float
     lossless_bits_per_dim: float
     lossless_payload_bits_per_dim: float
@@ -68,6 +76,7 @@ class CodecMeasurement:
     lossy_compress_images_per_s: float
     lossy_decompress_images_per_s: float
     threads: int = CODER_THREADS
+    empirical_rate_bits_per_dim: float | None = None
 
     @property
     def overhead(self) -> float:
@@ -86,19 +95,40 @@ class CodecMeasurement:
         return cls(**values)
 
 
+class IdealBits(NamedTuple):
+    """An image's ideal code length in parts, bits per image (N,) float64 each."""
+
+    distortion: Tensor  # -log2 p(x|z) under the likelihood head
+    rate: Tensor  # -log2 p(z) under the learned prior
+    empirical_rate: Tensor | None  # -log2 p(z) under an empirical prior, if one was given
+
+    @property
+    def total(self) -> Tensor:
+        """-log2 p(z) - log2 p(x|z): the ideal size of a lossless file, header aside."""
+        return self.distortion + self.rate
+
+
 @torch.no_grad()
-def model_bits(model, prior: PriorModel, images: Tensor, batch_size: int = 64) -> Tensor:
-    """-log2 p(z) - log2 p(x|z) per image (N,) float64: the learned prior's rate plus the
-    head's distortion, in fp32 on the models' device (the ideal size of a lossless file)."""
+def ideal_bits(model, prior: PriorModel, images: Tensor, *, empirical: EmpiricalPrior | None = None,
+               batch_size: int = 64) -> IdealBits:
+    """The ideal code lengths of ``images`` (uint8 (N, C, H, W)), summed over each image's tiles
+    of the prior's image size, in fp32 on the models' device (teacher-forced prior)."""
     device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
+    parts = tiles(images, prior_tile(model, prior))
+    distortion, rate, other = [], [], []
+    for start in range(0, len(parts), batch_size):
+        x = parts[start : start + batch_size].to(device)
         codes = model.encode(x)
         with torch.autocast(device.type, enabled=False):
-            distortion = model.head.nll(model.decode(codes), x).double() / LN2
-        out.append((distortion + prior.rate_bits(codes).to(device)).cpu())
-    return torch.cat(out)
+            distortion.append((model.head.nll(model.decode(codes), x).double() / LN2).cpu())
+        rate.append(prior.rate_bits(codes).cpu())
+        if empirical is not None:
+            other.append(empirical.rate_bits([z.cpu() for z in codes]))
+
+    def per_image(chunks: list[Tensor]) -> Tensor:
+        return torch.cat(chunks).view(len(images), -1).sum(1)
+
+    return IdealBits(per_image(distortion), per_image(rate), per_image(other) if other else None)
 
 
 def _timed(fn, *args, **kwargs):
@@ -107,14 +137,16 @@ def _timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def measure(model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None) -> CodecMeasurement:
+def measure(model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None,
+            empirical: EmpiricalPrior | None = None) -> CodecMeasurement:
     """Compress and decompress ``images`` (uint8 (N, C, H, W)) both ways; verify every lossless
-    round trip (``ValueError`` if any differs) and measure sizes, PSNR and speed."""
-    return measure_files(model, prior, images, codec=codec)[0]
+    round trip (``ValueError`` if any differs) and measure sizes, PSNR and speed. With
+    ``empirical`` (e.g. ``PriorInfo.empirical_prior()``) also the empirical rate of the codes."""
+    return measure_files(model, prior, images, codec=codec, empirical=empirical)[0]
 
 
-def measure_files(model, prior: PriorModel, images: Tensor, *,
-                  codec: Codec | None = None) -> tuple[CodecMeasurement, list[bytes], list[bytes]]:
+def measure_files(model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None,
+                  empirical: EmpiricalPrior | None = None) -> tuple[CodecMeasurement, list[bytes], list[bytes]]:
     """``measure``, also returning the lossless and the lossy files' bytes."""
     if images.dim() != 4 or images.dtype != torch.uint8 or len(images) == 0:
         raise ValueError(f"expected a non-empty uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -130,9 +162,12 @@ def measure_files(model, prior: PriorModel, images: Tensor, *,
     mse = float(((torch.stack(recon).double() - images.double()) ** 2).mean())
     lossless_bytes = float(np.mean([len(f) for f in files]))
     lossy_bytes = float(np.mean([len(f) for f in lossy]))
+    ideal = ideal_bits(model, prior, images, empirical=empirical)
     measurement = CodecMeasurement(
         images=n, dims=dims, header_bytes=HEADER_BYTES,
-        model_bits_per_dim=float(model_bits(model, prior, images).mean()) / dims,
+        model_bits_per_dim=float(ideal.total.mean()) / dims,
+        distortion_bits_per_dim=float(ideal.distortion.mean()) / dims,
+        rate_bits_per_dim=float(ideal.rate.mean()) / dims,
         lossless_bytes=lossless_bytes, lossless_bits_per_dim=8 * lossless_bytes / dims,
         lossless_payload_bits_per_dim=8 * (lossless_bytes - HEADER_BYTES) / dims,
         lossy_bytes=lossy_bytes, lossy_bits_per_pixel=8 * lossy_bytes / pixels,
@@ -140,6 +175,7 @@ def measure_files(model, prior: PriorModel, images: Tensor, *,
         lossy_psnr=psnr(mse), round_trips_verified=n,
         compress_images_per_s=n / t_compress, decompress_images_per_s=n / t_decompress,
         lossy_compress_images_per_s=n / t_lossy, lossy_decompress_images_per_s=n / t_lossy_back,
+        empirical_rate_bits_per_dim=None if ideal.empirical_rate is None else float(ideal.empirical_rate.mean()) / dims,
     )
     return measurement, files, lossy
 

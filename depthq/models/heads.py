@@ -335,8 +335,8 @@ class DMoLHead(LikelihoodHead):
         weights, mean, inv_s = self._conditional(self.split(p), known, channel)
         w = weights.permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, n, 1)
         cdf = (_edge_cdfs(mean, inv_s, upper=False) * w).sum(-2)  # (B, H, W, 255)
-        cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
-        probs = (cdf[..., 1:] - cdf[..., :-1]).clamp(min=0.0)  # (B, H, W, 256)
+        probs = torch.diff(cdf, dim=-1, prepend=torch.zeros_like(cdf[..., :1]),
+                           append=torch.ones_like(cdf[..., :1])).clamp_(min=0.0)  # (B, H, W, 256)
         return probs.permute(0, 3, 1, 2)
 
     def _pick(self, mix: MixtureParams, component: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -41,9 +41,9 @@ class PriorConfig:
     heads from one state: the codes are independent given everything before the position) or
     "sequential" (one step per code, each conditioned on the codes before it). Joint is the
     default: on the demo model it reached a lower NLL in the same training time (README)."""
-    dim: int = 128
+    dim: int = 64
     """Width of the residual stream."""
-    layers: int = 4
+    layers: int = 3
     """Transformer blocks."""
     heads: int = 4
     """Attention heads (must divide dim)."""
@@ -72,7 +72,7 @@ class PriorTrainConfig:
 
     steps: int = 1500
     """Optimizer steps."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Images (code sequences) per step and device."""
     lr: float = 1e-3
     """Peak AdamW learning rate, reached after the warm-up, then cosine decay to lr/10."""
@@ -83,7 +83,8 @@ class PriorTrainConfig:
     grad_clip: float = 1.0
     """Clip the gradient norm to this value; 0 disables."""
     precision: str | int = "auto"
-    """32, bf16-mixed, 16-mixed, or auto (bf16 on CUDA and on CPUs with native bf16, else 32)."""
+    """32, bf16-mixed, 16-mixed, or auto: bf16-mixed on CUDA (16-mixed without bf16), 32 on CPU
+    (where bf16 autocast made the prior's small matmuls slower, even with AMX)."""
     accelerator: str = "auto"
     """cpu, gpu or auto."""
     devices: int | str = 1

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from depthq.atomic import atomic_write, write_json
+from depthq.evaluate.bits import EmpiricalPrior
 from depthq.prior.config import PriorConfig
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import PriorModel
@@ -70,6 +71,12 @@ class PriorInfo:
     def dims(self) -> int:
         """C*H*W of one image: the denominator of bits/dim."""
         return self.image_channels * self.image_size**2
+
+    def empirical_prior(self) -> EmpiricalPrior | None:
+        """The empirical prior of the codes the prior was trained on (per-codebook frequencies,
+        add-one smoothed), to compare rates on the same codes; None if not recorded."""
+        counts = self.metadata.get("empirical_counts")
+        return None if counts is None else EmpiricalPrior.fit([torch.tensor(c) for c in counts])
 
 
 def save_prior(prior: PriorModel, folder: str | os.PathLike, *, image_size: int, image_channels: int,

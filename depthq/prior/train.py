@@ -7,7 +7,8 @@
     config.yaml             the resolved PriorRunConfig (prior: and train: sections)
     metrics.csv             every logged metric (train loss in nats per code, val bits per image)
     checkpoints/last.ckpt   Lightning checkpoint for --resume (atomic, read with weights_only=True)
-    prior.safetensors       latest weights + prior.json (layout, config, digests, validation)
+    prior.safetensors       latest weights + prior.json (layout, config, digests, validation, and
+                            the training codes' counts: the empirical prior to compare with)
     summary.json            the final validation: learned, empirical and uniform rates
 
 Data order, initialisation and dropout are fixed by ``train.seed``; a resumed run continues
@@ -22,6 +23,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -30,6 +32,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from depthq.atomic import write_json
+from depthq.evaluate.bits import EmpiricalPrior
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
 from depthq.io import load
 from depthq.prior.config import PriorRunConfig, dump_prior_config
@@ -37,10 +40,10 @@ from depthq.prior.data import RunData, cached_codes
 from depthq.prior.io import PRIOR_DIR, save_prior, state_digest
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import LN2, PriorModel
-from depthq.prior.rates import empirical_rate_bits, uniform_rate_bits
+from depthq.prior.rates import code_counts, uniform_rate_bits
 from depthq.train.callbacks import RNGState, SafeCheckpointIO, StepProgress
 from depthq.train.loggers import AppendingCSVLogger, trim_history
-from depthq.train.run import LAUNCH_RANK_VARIABLES, cpu_has_native_bf16
+from depthq.train.run import LAUNCH_RANK_VARIABLES
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +137,16 @@ class CodeDataModule(L.LightningDataModule):
         start = int(trainer.global_step) if trainer else 0
         sampler = StagedBatchSampler([self.stage], [len(self.train_codes)], self.batch_size, self.seed,
                                      start_step=start, rank=rank, world_size=world)
-        return DataLoader(_Batches(self.train_codes), batch_size=None, sampler=sampler)
+        return DataLoader(_Batches(self.train_codes), batch_size=None, sampler=sampler, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader:
         sampler = BatchSampler(SequentialSampler(range(len(self.val_codes))), self.eval_batch_size, drop_last=False)
-        return DataLoader(_Batches(self.val_codes), batch_size=None, sampler=sampler)
+        return DataLoader(_Batches(self.val_codes), batch_size=None, sampler=sampler, generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: starting an iterator then draws nothing from the global RNG
+        (which dropout uses), so a resumed run continues exactly."""
+        return torch.Generator().manual_seed(self.seed)
 
 
 class PriorArtifacts(L.Callback):
@@ -175,7 +183,7 @@ def _precision(setting: str, accelerator: str) -> str:
         return setting
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_native_bf16() else "32"
+    return "32"  # measured: bf16 autocast slows the prior's small matmuls on CPU, AMX or not
 
 
 def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path | None:
@@ -206,7 +214,8 @@ def _is_launcher() -> bool:
 
 
 def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str | os.PathLike | None = None,
-                weights: str = "model.safetensors", resume: bool = False) -> dict:
+                weights: str = "model.safetensors", resume: bool = False,
+                callbacks: Sequence[L.Callback] = ()) -> dict:
     """Train a prior over the codes of the autoencoder in ``run_dir``; returns ``summary.json``'s content.
 
     Args:
@@ -214,7 +223,10 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
         config: the prior's architecture and training.
         out: the prior's folder (default ``RUN_DIR/prior``).
         weights: which of the run's weights files to model (``model.safetensors``, ``best.safetensors``).
-        resume: continue from ``out/checkpoints/last.ckpt``.
+        resume: continue from ``out/checkpoints/last.ckpt``. The learning-rate schedule follows
+            ``train.steps``: a run resumed with the same steps continues exactly as if it had not
+            stopped; extending the steps stretches the rest of the cosine decay.
+        callbacks: extra Lightning callbacks.
     """
     run_dir = Path(run_dir)
     folder = Path(out) if out is not None else run_dir / PRIOR_DIR
@@ -238,8 +250,10 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     L.seed_everything(t.seed, workers=True, verbose=False)
     module = PriorModule(config.to_dict(), layout.to_dict(), dims)
     precision = _precision(t.precision, accelerator)
+    counts = code_counts(torch.from_numpy(train_codes.astype(np.int64)), layout)  # per level (M, K)
     data_meta = {"data": data.name, "split": "train", "train_images": len(train_codes),
-                 "val_images": len(val_codes), "autoencoder_weights": str(run_dir / weights)}
+                 "val_images": len(val_codes), "autoencoder_weights": str(run_dir / weights),
+                 "empirical_counts": [c.tolist() for c in counts]}
 
     def export(pl_module: PriorModule) -> None:
         save_prior(pl_module.prior, folder, image_size=data.image_size, image_channels=data.image_channels,
@@ -254,8 +268,9 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=t.grad_clip or None,
         logger=AppendingCSVLogger(folder),
         callbacks=[RNGState(), PriorArtifacts(folder, t.checkpoint_every, t.val_every, export),
-                   *([StepProgress("training the prior")] if t.progress else [])],
+                   *([StepProgress("training the prior")] if t.progress else []), *callbacks],
         plugins=[SafeCheckpointIO()], use_distributed_sampler=False, enable_progress_bar=False,
+        enable_checkpointing=False,  # PriorArtifacts is the one writer of checkpoints
         enable_model_summary=False, log_every_n_steps=t.log_every, default_root_dir=folder,
     )
     log.info("training a %s prior (%s parameters) on %d code sequences of %s, %s, precision %s -> %s",
@@ -269,9 +284,8 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
             trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     seconds = time.perf_counter() - start
     trainer.save_checkpoint(folder / CHECKPOINT, weights_only=False)
-    train_rows = torch.from_numpy(train_codes.astype(np.int64))
-    val_rows = torch.from_numpy(val_codes.astype(np.int64))
-    empirical = float(empirical_rate_bits(train_rows, val_rows, layout).mean())
+    val_rows = layout.from_sequence(torch.from_numpy(val_codes.astype(np.int64)))
+    empirical = float(EmpiricalPrior.fit(counts).rate_bits(val_rows).mean())
     summary = {
         "prior_dir": str(folder), "run_dir": str(run_dir), "order": config.prior.order,
         "steps": int(trainer.global_step), "train_seconds": seconds, "precision": precision,
