@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -194,3 +195,58 @@ def pillow_bits_per_dim(images: Tensor, fmt: str) -> float:
         total += buffer.tell()
     return 8 * total / (len(images) * images[0].numel())
 
+
+
+@dataclass(frozen=True)
+class LossyPoint:
+    """A lossy reference codec at one setting: its rate and its PSNR on the images."""
+
+    fmt: str
+    quality: int
+    bits_per_pixel: float
+    psnr: float
+
+
+def mosaic(images: Tensor) -> Tensor:
+    """Images (N, C, H, W) tiled row-major into one near-square image (C, rows*H, cols*W); empty
+    cells are black. Tiling amortises a lossy format's headers, as our per-image files carry
+    only their 27-byte header."""
+    n, c, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = torch.zeros(rows * cols, c, h, w, dtype=torch.uint8)
+    canvas[:n] = images
+    return canvas.view(rows, cols, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, cols * w)
+
+
+def pillow_lossy(images: Tensor, fmt: str, quality: int) -> LossyPoint:
+    """JPEG or lossy WebP at ``quality`` on the ``mosaic`` of ``images``: bits per image pixel
+    (the mosaic's file over the images' pixels) and PSNR over the images' pixels."""
+    if fmt not in ("JPEG", "WEBP"):
+        raise ValueError(f"fmt must be JPEG or WEBP, got {fmt!r}")
+    n, c, h, w = images.shape
+    tiled = mosaic(images)
+    array = tiled.permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if c == 1 else array).save(buffer, format=fmt, quality=quality)
+    size = buffer.tell()
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+    decoded = torch.from_numpy(decoded.copy()).view(tiled.shape[1], tiled.shape[2], -1)[..., :c].permute(2, 0, 1)
+    cols = tiled.shape[2] // w
+    back = decoded.reshape(c, -1, h, cols, w).permute(1, 3, 0, 2, 4).reshape(-1, c, h, w)[:n]
+    mse = float(((back.double() - images.double()) ** 2).mean())
+    return LossyPoint(fmt, quality, 8 * size / (n * h * w), psnr(mse))
+
+
+def pillow_lossy_at_rate(images: Tensor, fmt: str, bits_per_pixel: float) -> LossyPoint:
+    """The quality (1..100) of ``fmt`` whose rate on ``images`` is closest to ``bits_per_pixel``
+    (bisection: the rate grows with the quality)."""
+    low, high = 1, 100
+    while high - low > 1:
+        mid = (low + high) // 2
+        if pillow_lossy(images, fmt, mid).bits_per_pixel > bits_per_pixel:
+            high = mid
+        else:
+            low = mid
+    candidates = [pillow_lossy(images, fmt, q) for q in (low, high)]
+    return min(candidates, key=lambda p: abs(p.bits_per_pixel - bits_per_pixel))

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from depthq.prior.train import CHECKPOINT, train_prior
+    from depthq.prior.train import CHECKPOINT, is_launcher, train_prior
 
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     out = Path(args.out) if args.out else Path(args.run_dir) / "prior"
@@ -67,7 +67,8 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         config = load_prior_config(args.config, overrides)
     summary = train_prior(args.run_dir, config, out=out, weights=args.weights, resume=args.resume)
-    print(format_summary(summary))
+    if is_launcher():  # under DDP, rank 0 alone reports
+        print(format_summary(summary))
     return 0
 
 

@@ -22,14 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from depthq.config import PRECISIONS, _build, apply_overrides
+# the section builder and checks of the run config, so that both read and fail the same way
+from depthq.config import PRECISIONS, _build, _check_int, apply_overrides
 
 ORDERS = ("joint", "sequential")
-
-
-def _positive_int(key: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{key} must be an int >= {low}, got {value!r}")
 
 
 @dataclass
@@ -56,7 +52,7 @@ class PriorConfig:
         if self.order not in ORDERS:
             raise ValueError(f"prior.order must be one of {ORDERS}, got {self.order!r}")
         for name in ("dim", "layers", "heads", "mlp_ratio"):
-            _positive_int(f"prior.{name}", getattr(self, name))
+            _check_int(f"prior.{name}", getattr(self, name), 1)
         if self.dim % self.heads:
             raise ValueError(f"prior.dim ({self.dim}) must be a multiple of prior.heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -114,10 +110,10 @@ class PriorTrainConfig:
         for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("num_nodes", 1),
                           ("seed", 0), ("eval_batch_size", 1), ("val_every", 1),
                           ("checkpoint_every", 1), ("log_every", 1)):
-            _positive_int(f"train.{name}", getattr(self, name), low)
+            _check_int(f"train.{name}", getattr(self, name), low)
         for name in ("max_train_images", "max_val_images"):
             if getattr(self, name) is not None:
-                _positive_int(f"train.{name}", getattr(self, name))
+                _check_int(f"train.{name}", getattr(self, name), 1)
         for name, low_ok in (("lr", False), ("weight_decay", True), ("grad_clip", True)):
             value = getattr(self, name)
             if not (math.isfinite(value) and (value >= 0 if low_ok else value > 0)):
@@ -126,7 +122,7 @@ class PriorTrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.devices, int):
-            _positive_int("train.devices", self.devices)
+            _check_int("train.devices", self.devices, 1)
         elif self.devices != "auto":
             raise ValueError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
 

@@ -208,7 +208,7 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
     return None
 
 
-def _is_launcher() -> bool:
+def is_launcher() -> bool:
     """The process that owns the folder: the single process, or global rank 0 of a DDP launch."""
     return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
 
@@ -239,7 +239,7 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     data = RunData.of_run(run_dir, model, weights)
     layout = CodeLayout.of(model.config, data.image_size)
     digest = state_digest(model)
-    checkpoint = _prepare_folder(folder, config, resume) if _is_launcher() else (
+    checkpoint = _prepare_folder(folder, config, resume) if is_launcher() else (
         folder / CHECKPOINT if resume else None)
     encode = dict(batch_size=t.eval_batch_size, progress=t.progress)
     train_codes = cached_codes(model, digest, data, "train", layout, max_images=t.max_train_images, **encode)

@@ -248,3 +248,19 @@ def test_pillow_reference_sizes_are_one_file_per_image():
     assert pillow_bits_per_dim(flat[:, :1], "PNG") < 1.0  # greyscale
     with pytest.raises(ValueError, match="fmt must be one of"):
         pillow_bits_per_dim(flat, "GIF")
+
+
+def test_lossy_references_run_on_the_mosaic_of_the_images():
+    from depthq.codec.measure import mosaic, pillow_lossy, pillow_lossy_at_rate
+
+    x = images(5, seed=18)
+    tiled = mosaic(x)
+    assert tiled.shape == (3, 2 * TILE, 3 * TILE)  # 3 columns, 2 rows, one black cell
+    assert torch.equal(tiled[:, TILE:, :TILE], x[3]) and (tiled[:, TILE:, 2 * TILE :] == 0).all()
+    low, high = pillow_lossy(x, "JPEG", 10), pillow_lossy(x, "JPEG", 95)
+    assert low.bits_per_pixel < high.bits_per_pixel and low.psnr < high.psnr
+    target = (low.bits_per_pixel + high.bits_per_pixel) / 2
+    found = pillow_lossy_at_rate(x, "WEBP", target)
+    assert found.fmt == "WEBP" and 1 <= found.quality <= 100
+    near = [pillow_lossy(x, "WEBP", q).bits_per_pixel for q in range(1, 101)]
+    assert abs(found.bits_per_pixel - target) <= min(abs(b - target) for b in near) + 1e-9

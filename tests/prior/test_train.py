@@ -141,3 +141,43 @@ def test_cli_trains_samples_and_refuses_changes_on_resume(run_dir, tmp_path, cap
     from PIL import Image
 
     assert Image.open(grid).size == (2 * (2 + 3 * 34), 2 * (2 + 2 * 34))  # 3 columns, 2 rows, scale 2
+
+
+DDP_SCRIPT = '''
+import os, sys
+import lightning as L
+import torch
+from depthq.prior import load_prior_config
+from depthq.prior.train import train_prior
+
+class SaveWeights(L.Callback):
+    def on_train_end(self, trainer, module):
+        torch.save({{k: v.detach().clone() for k, v in module.prior.state_dict().items()}},
+                   os.path.join(sys.argv[2], f"rank{{trainer.global_rank}}.pt"))
+
+config = load_prior_config(None, {overrides!r})
+train_prior(sys.argv[1], config, out=sys.argv[2], callbacks=[SaveWeights()])
+'''
+
+
+def test_two_process_cpu_ddp_trains_one_prior(run_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    overrides = [*TINY_PRIOR, "train.steps=3", "train.devices=2", "train.accelerator=cpu", "train.strategy=ddp",
+                 "prior.dropout=0.1"]
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(overrides=overrides))
+    out = tmp_path / "prior"
+    result = subprocess.run([sys.executable, str(script), str(run_dir), str(out)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for k in ranks[0]:
+        assert torch.equal(ranks[0][k], ranks[1][k]), k  # one model: every rank took every step
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["validation"]["step"] == 3
+    prior, _ = load_prior(out)
+    for k, v in prior.state_dict().items():
+        assert torch.equal(v, ranks[0][k]), k
