@@ -121,9 +121,11 @@ def run_decompress(args: argparse.Namespace) -> int:
 
 
 def _compress_split(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from depthq.atomic import atomic_write, write_json
     from depthq.codec.format import EXTENSION
-    from depthq.codec.measure import measure_files, pillow_bits_per_dim
+    from depthq.codec.measure import measure_files, pillow_bits_per_dim, pillow_lossy_at_rate
     from depthq.prior.data import RunData
     from depthq.tables import markdown_table
 
@@ -144,8 +146,11 @@ def _compress_split(args: argparse.Namespace) -> int:
         for i, data_bytes in enumerate(files):
             atomic_write(out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b))
     png, webp = pillow_bits_per_dim(images, "PNG"), pillow_bits_per_dim(images, "WEBP")
+    rate = measurement.lossy_payload_bits_per_pixel  # the mosaic amortises the references' headers
+    references = [pillow_lossy_at_rate(images, fmt, rate) for fmt in ("JPEG", "WEBP")]
     summary = {"run_dir": str(args.run_dir), "data": data.name, "split": args.split, "images": len(images),
-               "codec": measurement.to_dict(), "png_bits_per_dim": png, "webp_lossless_bits_per_dim": webp}
+               "codec": measurement.to_dict(), "png_bits_per_dim": png, "webp_lossless_bits_per_dim": webp,
+               "lossy_references": [dataclasses.asdict(r) for r in references]}
     write_json(out / "summary.json", summary)
     m = measurement
     rows = [
@@ -171,5 +176,8 @@ def _compress_split(args: argparse.Namespace) -> int:
     print(f"lossy (codes only): {m.lossy_bits_per_pixel:.3f} bits per pixel with the header "
           f"({m.lossy_payload_bits_per_pixel:.3f} without), PSNR {m.lossy_psnr:.2f} dB; "
           f"{m.lossy_compress_images_per_s:.1f} images/s compressing, {m.lossy_decompress_images_per_s:.1f} decompressing")
+    for r in references:
+        print(f"  {r.fmt} at the nearest rate (quality {r.quality}, all images tiled into one file): "
+              f"{r.bits_per_pixel:.3f} bits per pixel, PSNR {r.psnr:.2f} dB")
     print(f"files and summary.json: {out}")
     return 0

@@ -70,7 +70,7 @@ def test_compress_a_split_writes_files_and_a_verified_summary(run_dir, tmp_path,
     out = tmp_path / "split"
     assert main(["compress", str(run_dir), "--split", "test", "--max-images", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "3/3 round trips bit-exact" in printed and "WebP lossless" in printed
+    assert "3/3 round trips bit-exact" in printed and "WebP lossless" in printed and "JPEG at the nearest rate" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3 and summary["codec"]["round_trips_verified"] == 3
     files = sorted((out / "lossless").glob("*.dqz"))
