@@ -69,6 +69,7 @@ class PriorModule(L.LightningModule):
         self.dims = dims
         self.last_validation: dict | None = None
         self._val_sum = self._val_count = None
+        self._seconds_before, self._session_start = 0.0, time.perf_counter()
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         nll = self.prior(batch.long())  # (B,) nats per image
@@ -95,6 +96,23 @@ class PriorModule(L.LightningModule):
                       on_epoch=True, sync_dist=True)
         self.last_validation = {"step": int(self.global_step), "images": self._val_count,
                                 "bits_per_image": float(bits), "bits_per_dim": float(bits) / self.dims}
+
+    def on_fit_start(self) -> None:
+        self._session_start = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time of this run, earlier sessions of a resumed run included."""
+        return self._seconds_before + time.perf_counter() - self._session_start
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["prior_last_validation"] = self.last_validation
+        checkpoint["prior_train_seconds"] = self.train_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed run that has no steps left does not validate (and log) the same step again
+        self.last_validation = checkpoint.get("prior_last_validation")
+        self._seconds_before = float(checkpoint.get("prior_train_seconds", 0.0))
 
     def configure_optimizers(self):
         t = self.run_config.train
@@ -276,13 +294,12 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     log.info("training a %s prior (%s parameters) on %d code sequences of %s, %s, precision %s -> %s",
              config.prior.order, f"{module.prior.num_parameters():,}", len(train_codes), run_dir,
              accelerator, precision, folder)
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers")
         trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
         if module.last_validation is None or module.last_validation["step"] != trainer.global_step:
             trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
-    seconds = time.perf_counter() - start
+    seconds = module.train_seconds
     trainer.save_checkpoint(folder / CHECKPOINT, weights_only=False)
     val_rows = layout.from_sequence(torch.from_numpy(val_codes.astype(np.int64)))
     empirical = float(EmpiricalPrior.fit(counts).rate_bits(val_rows).mean())

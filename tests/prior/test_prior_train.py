@@ -97,6 +97,10 @@ def test_resume_continues_the_steps_and_the_history(run_dir, tmp_path):
     assert summary["steps"] == 6 and summary["validation"]["step"] == 6
     steps = [int(float(r["step"])) for r in csv.DictReader(open(out / "metrics.csv")) if r.get("train/loss")]
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 5  # kept, no duplicates
+    rows = (out / "metrics.csv").read_text()
+    again = train_prior(run_dir, longer, out=out, resume=True)  # nothing left to train
+    assert again["validation"] == summary["validation"] and (out / "metrics.csv").read_text() == rows
+    assert again["train_seconds"] >= summary["train_seconds"]  # both sessions counted
     with pytest.raises(ValueError, match="cannot change the prior's architecture"):
         train_prior(run_dir, load_prior_config(out / "config.yaml", ["prior.dim=8", "train.steps=8"]),
                     out=out, resume=True)
