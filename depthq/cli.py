@@ -92,10 +92,12 @@ def _adopt_legacy(parser: argparse.ArgumentParser | None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from depthq import __version__, demo
+    from depthq.codec import cli as codec_cli
     from depthq.data import cli as data_cli
     from depthq.evaluate import cli as eval_cli
     from depthq.experiments import capacity
     from depthq.experiments import cli as experiment_cli
+    from depthq.prior import cli as prior_cli
     from depthq.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cli.register(sub)
     capacity.register(sub)
     experiment_cli.register(sub)
+    prior_cli.register(sub)  # `prior train`, `sample`
+    codec_cli.register(sub)  # `compress`, `decompress`
     _adopt_legacy(sub.choices["data"])
     _adopt_legacy(_subcommands(sub.choices["experiment"]).get("static-prior"))
     return parser

@@ -26,6 +26,7 @@ HEADS = ("categorical", "dmol", "mse")
 PIXEL_VALUES = 256  # the values a sub-pixel takes: 0..255
 LOG_SCALE_MIN = -7.0  # PixelCNN++ clamp: scale >= e^-7, about a seventh of a bin
 _TINY_WIDTH = 1e-6  # bin widths (in scales) below which log(1 - e^-d) is taken as log d
+_MEAN_CHUNK_ELEMENTS = 2**25  # floats per chunk of the dmol mean (128 MB)
 
 
 def normalise(x: Tensor) -> Tensor:
@@ -119,7 +120,8 @@ class LikelihoodHead(nn.Module):
         """The expected image, rounded: the reconstruction for pictures and MSE/PSNR.
 
         The mean minimises the expected squared error, so it is the fair point estimate for
-        MSE/PSNR. (B, P, H, W) -> uint8 (B, C, H, W).
+        MSE/PSNR. For heads that couple channels (dmol) it is the mean of each channel given the
+        rounded channels before it (see ``DMoLHead._mean``). (B, P, H, W) -> uint8 (B, C, H, W).
         """
         self._check(params)
         with _fp32(params) as p:
@@ -127,6 +129,38 @@ class LikelihoodHead(nn.Module):
 
     def _mean(self, p: Tensor) -> Tensor:
         return self._mode(p)
+
+    @torch.no_grad()
+    def channel_probs(self, params: Tensor, x: Tensor, channel: int) -> Tensor:
+        """p(x_c = v | z, x_<c) for the 256 values v of channel ``c = channel`` of every pixel.
+
+        The factor of the chain rule p(x|z) = prod_c p(x_c | z, x_<c) in the head's channel order
+        (for dmol the coupling's: R, then G given R, then B given R and G); the entropy coder of
+        ``depthq.codec`` codes every sub-pixel with it. Only channels ``< channel`` of ``x`` are
+        read, so a decoder can pass the channels it has decided so far.
+
+        Args:
+            params: (B, P, H, W) float.
+            x: uint8 (B, C', H, W) with C' >= ``channel``.
+            channel: 0 <= channel < C.
+
+        Returns:
+            (B, 256, H, W) fp32 probabilities, summing to 1 over dim 1. Memory: B*256*H*W floats
+            (times the mixtures for dmol), so callers chunk large batches.
+        """
+        if not 0 <= channel < self.image_channels:
+            raise ValueError(f"channel must be in [0, {self.image_channels}), got {channel}")
+        self._check(params)
+        b, _, h, w = params.shape
+        if (x.dtype != torch.uint8 or x.dim() != 4 or x.shape[0] != b or x.shape[1] < channel
+                or tuple(x.shape[2:]) != (h, w)):
+            raise ValueError(f"channel_probs expects pixels x as uint8 (B={b}, >= {channel}, {h}, {w}) "
+                             f"holding the channels before {channel}, got {x.dtype} of shape {tuple(x.shape)}")
+        with _fp32(params) as p:
+            return self._channel_probs(p, x[:, :channel], channel)
+
+    def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -198,6 +232,9 @@ class CategoricalHead(LikelihoodHead):
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         return _gumbel_argmax(self._logits(p), 2, generator).to(torch.uint8)
 
+    def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
+        return self._logits(p)[:, channel].softmax(1)  # channels are independent given z
+
 
 class MixtureParams(NamedTuple):
     """A dmol head's params unpacked (C image channels, n mixtures)."""
@@ -251,23 +288,56 @@ class DMoLHead(LikelihoodHead):
             coupling,
         )
 
-    def _log_prob(self, p: Tensor, x: Tensor) -> Tensor:
-        mix = self.split(p)
-        # every channel's mean is coupled to the true values of the channels before it
-        coupled = torch.einsum("bjinhw,bihw->bjnhw", mix.coupling, normalise(x))
-        mean = mix.means + coupled  # (B, C, n, H, W)
-        level = x.long().unsqueeze(2)  # (B, C, 1, H, W)
+    def _component_log_probs(self, mix: MixtureParams, x: Tensor) -> Tensor:
+        """log p_k(x_c | x_<c) of each channel c < C' under each component k: (B, C', n, H, W).
+
+        x: uint8 (B, C', H, W), the first C' <= C channels. Every channel's mean is coupled to
+        the true values of the channels before it.
+        """
+        c = x.shape[1]
+        coupled = torch.einsum("bjinhw,bihw->bjnhw", mix.coupling[:, :c, :c], normalise(x))
+        mean = mix.means[:, :c] + coupled  # (B, C', n, H, W)
+        log_scales = mix.log_scales[:, :c]
+        level = x.long().unsqueeze(2)  # (B, C', 1, H, W)
         # bin edges from the integer level, so bin k's upper edge is bit-identical to bin
         # k+1's lower edge and the 256 masses telescope to 1
         upper = (2 * level - 254).float() / 255.0
         lower = (2 * level - 256).float() / 255.0
-        inv_s = torch.exp(-mix.log_scales)
-        a = inv_s * (upper - mean)  # (B, C, n, H, W)
-        b = inv_s * (lower - mean)
-        log_p = _log_bin_mass(a, b, mix.log_scales, level)
+        inv_s = torch.exp(-log_scales)
+        return _log_bin_mass(inv_s * (upper - mean), inv_s * (lower - mean), log_scales, level)
+
+    def _log_prob(self, p: Tensor, x: Tensor) -> Tensor:
+        mix = self.split(p)
         # joint over channels within a component, then the mixture
-        log_joint = F.log_softmax(mix.logits, dim=1) + log_p.sum(1)  # (B, n, H, W)
+        log_joint = F.log_softmax(mix.logits, dim=1) + self._component_log_probs(mix, x).sum(1)
         return torch.logsumexp(log_joint, dim=1)  # (B, H, W)
+
+    def _conditional(self, mix: MixtureParams, known: Tensor, channel: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Channel ``channel``'s mixture given the values ``known`` (B, channel, H, W) before it.
+
+        Returns the posterior component weights (B, n, H, W),
+        w_k = pi_k prod_{i<c} p_k(x_i | x_<i) / sum_j pi_j prod_{i<c} p_j(x_i | x_<i),
+        and each component's coupled mean and inverse scale (B, n, H, W).
+        """
+        log_w = F.log_softmax(mix.logits, dim=1)
+        mean = mix.means[:, channel]
+        if channel > 0:
+            log_w = F.log_softmax(log_w + self._component_log_probs(mix, known).sum(1), dim=1)
+            mean = mean + torch.einsum("binhw,bihw->bnhw", mix.coupling[:, channel, :channel],
+                                       normalise(known))
+        return log_w.exp(), mean, torch.exp(-mix.log_scales[:, channel])
+
+    def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
+        """The mixture's CDF at the 255 interior bin edges, differenced: bin v's mass is
+        F(upper edge) - F(lower edge), with F = 0 below value 0 and 1 above value 255. In fp32
+        the masses are exact to ~1e-7 absolute (the CDF is summed before differencing), finer
+        than the codec's resolution of 2^-24 per count."""
+        weights, mean, inv_s = self._conditional(self.split(p), known, channel)
+        w = weights.permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, n, 1)
+        cdf = (_edge_cdfs(mean, inv_s, upper=False) * w).sum(-2)  # (B, H, W, 255)
+        probs = torch.diff(cdf, dim=-1, prepend=torch.zeros_like(cdf[..., :1]),
+                           append=torch.ones_like(cdf[..., :1])).clamp_(min=0.0)  # (B, H, W, 256)
+        return probs.permute(0, 3, 1, 2)
 
     def _pick(self, mix: MixtureParams, component: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Means, log-scales (B, C, H, W), coupling (B, C, C, H, W) of one component per pixel."""
@@ -301,23 +371,34 @@ class DMoLHead(LikelihoodHead):
         return self._decode(means, coupling, None)
 
     def _mean(self, p: Tensor) -> Tensor:
-        """E[x] of the mixture, rounded: sum over components of weight * E[clip(X, -1, 1)].
+        """The conditional mean, channel by channel, given the rounded channels before it.
 
-        For a logistic X with mean m and scale s, E[clip(X, -1, 1)] =
-        -1 + s * (softplus((m + 1) / s) - softplus((m - 1) / s)) (the edge bins hold the mass
-        beyond +-1). Channel j's mean in a component is coupled to that component's expected
-        values of the channels before it (exact for greyscale; for RGB the coupling is applied
-        to expectations, a close approximation).
+        For R, G, B in the coupling's order: r = round(E[R]), g = round(E[G | R = r]),
+        b = round(E[B | R = r, G = g]), each expectation taken exactly over the 256 discrete
+        values of the channel's conditional distribution (the distribution ``channel_probs``
+        gives), with the component weights updated by the decided channels:
+        E[X_c | x_<c] = sum_k w_k sum_{j=0}^{254} P_k(X_c > j | x_<c), w_k as in
+        ``_conditional``. For one channel this is the exact mean of p(x|z), rounded; for RGB
+        it is not E[x] of the joint (that would average G over R instead of taking it at the
+        decided r), but every channel is the exact mean given the ones already shown, which is
+        what a sequential decoder can display. Computed in chunks of images to bound memory
+        (B x n x 255 x H x W floats per chunk).
         """
+        b, _, h, w = p.shape
+        per_image = self.mixtures * (PIXEL_VALUES - 1) * h * w
+        step = max(1, _MEAN_CHUNK_ELEMENTS // per_image)
+        return torch.cat([self._mean_chunk(p[i : i + step]) for i in range(0, b, step)])
+
+    def _mean_chunk(self, p: Tensor) -> Tensor:
         mix = self.split(p)
-        weights = mix.logits.softmax(1)  # (B, n, H, W)
-        scales = mix.log_scales.exp()  # (B, C, n, H, W)
-        values = torch.zeros_like(mix.means)  # (B, C, n, H, W): E[clip(x_c)] per component
-        for j in range(self.image_channels):
-            m = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
-            s = scales[:, j]
-            values[:, j] = -1.0 + s * (F.softplus((m + 1.0) / s) - F.softplus((m - 1.0) / s))
-        return _to_pixels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
+        b, _, h, w = p.shape
+        decided = torch.zeros(b, self.image_channels, h, w, dtype=torch.uint8, device=p.device)
+        for c in range(self.image_channels):
+            weights, mean, inv_s = self._conditional(mix, decided[:, :c], c)
+            exceed = _edge_cdfs(mean, inv_s, upper=True).sum(-1)  # (B, H, W, n): sum_j P_k(level > j)
+            expected = (exceed * weights.permute(0, 2, 3, 1)).sum(-1)  # (B, H, W)
+            decided[:, c] = expected.round().clamp(0, PIXEL_VALUES - 1).to(torch.uint8)
+        return decided
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         mix = self.split(p)
@@ -328,6 +409,23 @@ class DMoLHead(LikelihoodHead):
 
     def extra_repr(self) -> str:
         return f"image_channels={self.image_channels}, mixtures={self.mixtures}"
+
+
+def _edge_cdfs(mean: Tensor, inv_s: Tensor, *, upper: bool) -> Tensor:
+    """Each logistic component's CDF at the 255 interior bin edges: (B, n, H, W) -> (B, H, W, n, 255).
+
+    The upper edge of value j is e_j = (2j - 254) / 255 (j = 0..254), computed from integers as
+    in ``_component_log_probs``; entry j is F_k(e_j) = sigmoid((e_j - mean_k) * inv_s_k), or with
+    ``upper`` 1 - F_k(e_j) = sigmoid((mean_k - e_j) * inv_s_k), precise in the upper tail. Edges
+    on the last axis keep the sums over them contiguous.
+    """
+    j = torch.arange(PIXEL_VALUES - 1, device=mean.device)
+    edges = (2 * j - 254).float() / 255.0
+    m = mean.permute(0, 2, 3, 1).contiguous()  # (B, H, W, n)
+    s = inv_s.permute(0, 2, 3, 1).contiguous()
+    if upper:
+        s = -s
+    return torch.addcmul((-m * s).unsqueeze(-1), s.unsqueeze(-1), edges).sigmoid_()  # (e - m) * s
 
 
 def _log_bin_mass(a: Tensor, b: Tensor, log_scales: Tensor, level: Tensor) -> Tensor:
@@ -376,6 +474,10 @@ class MSEHead(LikelihoodHead):
 
     def _mode(self, p: Tensor) -> Tensor:
         return _to_pixels(p)
+
+    def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
+        self.log_prob(p, known)  # raises: no likelihood, so nothing to entropy-code with
+        raise AssertionError("unreachable")
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         return _to_pixels(p)  # deterministic: no noise model

@@ -1,0 +1,25 @@
+"""Entropy-coded ``.dqz`` files from an autoencoder and its learned prior (spec section 7).
+
+- ``Codec(model, prior)``: ``compress(images, lossy=False) -> list[bytes]``, ``decompress(files)``;
+- ``CodecError``: a file that is not ours, damaged, truncated or from another model (a ValueError);
+- ``measure(model, prior, images) -> CodecMeasurement``: real files both ways, every lossless round
+  trip verified, sizes against the ideal code length (``ideal_bits``), PSNR and speed;
+- ``pillow_bits_per_dim`` (PNG, WebP lossless) and ``pillow_lossy_at_rate`` (JPEG, WebP at a
+  matched rate): the reference codecs on the same images.
+"""
+
+from depthq.codec.coder import Codec, tiles
+from depthq.codec.format import EXTENSION, HEADER_BYTES, CodecError
+from depthq.codec.measure import (
+    CodecMeasurement,
+    IdealBits,
+    LossyPoint,
+    ideal_bits,
+    measure,
+    pillow_bits_per_dim,
+    pillow_lossy,
+    pillow_lossy_at_rate,
+)
+
+__all__ = ["EXTENSION", "HEADER_BYTES", "Codec", "CodecError", "CodecMeasurement", "IdealBits", "LossyPoint",
+           "ideal_bits", "measure", "pillow_bits_per_dim", "pillow_lossy", "pillow_lossy_at_rate", "tiles"]

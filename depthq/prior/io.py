@@ -1,0 +1,136 @@
+"""Saving and loading a prior: ``prior.safetensors`` + ``prior.json``, nothing unpickled.
+
+A prior belongs to one autoencoder: ``prior.json`` records the digest of the weights it was
+trained on (``state_digest``), and ``load_prior(run_dir, model=...)`` refuses a prior trained
+on other weights. Default folder: ``RUN_DIR/prior/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from depthq.atomic import atomic_write, write_json
+from depthq.evaluate.bits import EmpiricalPrior
+from depthq.prior.config import PriorConfig
+from depthq.prior.layout import CodeLayout
+from depthq.prior.model import PriorModel
+
+PRIOR_DIR = "prior"
+WEIGHTS = "prior.safetensors"
+META = "prior.json"
+FORMAT_VERSION = 1
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 (hex) of a module's state dict: every name, dtype, shape and byte, in name order.
+
+    Identifies trained weights independently of the file they came from (and of the device).
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    """What ``prior.json`` says about a saved prior.
+
+    Attributes:
+        folder: where it was loaded from.
+        layout: the codes it models.
+        config: its architecture.
+        image_size: side of the images whose codes it models.
+        image_channels: C of those images.
+        autoencoder_digest: ``state_digest`` of the autoencoder it was trained on.
+        digest: ``state_digest`` of the prior itself.
+        metadata: the rest (step, validation figures, data), as saved.
+    """
+
+    folder: Path
+    layout: CodeLayout
+    config: PriorConfig
+    image_size: int
+    image_channels: int
+    autoencoder_digest: str
+    digest: str
+    metadata: dict
+
+    @property
+    def dims(self) -> int:
+        """C*H*W of one image: the denominator of bits/dim."""
+        return self.image_channels * self.image_size**2
+
+    def empirical_prior(self) -> EmpiricalPrior | None:
+        """The empirical prior of the codes the prior was trained on (per-codebook frequencies,
+        add-one smoothed), to compare rates on the same codes; None if not recorded."""
+        counts = self.metadata.get("empirical_counts")
+        return None if counts is None else EmpiricalPrior.fit([torch.tensor(c) for c in counts])
+
+
+def save_prior(prior: PriorModel, folder: str | os.PathLike, *, image_size: int, image_channels: int,
+               autoencoder_digest: str, metadata: dict | None = None) -> Path:
+    """Write ``prior.safetensors`` and ``prior.json`` into ``folder`` (atomically)."""
+    folder = Path(folder)
+    state = {k: v.detach().contiguous().cpu() for k, v in prior.state_dict().items()}
+    weights = atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp))
+    write_json(folder / META, {
+        "format_version": FORMAT_VERSION, "layout": prior.layout.to_dict(), "prior": prior.config.to_dict(),
+        "image_size": image_size, "image_channels": image_channels,
+        "autoencoder_digest": autoencoder_digest, "digest": state_digest(prior), **(metadata or {}),
+    })
+    return weights
+
+
+def prior_folder(path: str | os.PathLike) -> Path:
+    """The prior folder of ``path``: ``path`` itself if it holds ``prior.json``, else ``path/prior``."""
+    path = Path(path)
+    return path if (path / META).is_file() else path / PRIOR_DIR
+
+
+def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
+               map_location: str | torch.device = "cpu") -> tuple[PriorModel, PriorInfo]:
+    """Load a trained prior (eval mode) from a run directory (``RUN_DIR/prior``) or its folder.
+
+    Args:
+        path: the autoencoder's run directory, or the prior's folder itself.
+        model: the autoencoder it will be used with; a prior trained on other weights is refused.
+        map_location: device for the weights.
+    """
+    folder = prior_folder(path)
+    meta_path, weights = folder / META, folder / WEIGHTS
+    if not meta_path.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"no trained prior in {folder} (expected {META} and {WEIGHTS}); "
+                                f"train one with `depthq prior train {path}`")
+    try:
+        meta = json.loads(meta_path.read_text())
+        layout, config = CodeLayout.from_dict(meta["layout"]), PriorConfig(**meta["prior"])
+        info = PriorInfo(folder, layout, config, int(meta["image_size"]), int(meta["image_channels"]),
+                         meta["autoencoder_digest"], meta["digest"],
+                         {k: v for k, v in meta.items() if k not in ("layout", "prior")})
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path} is not a valid prior description ({type(err).__name__}: {err})") from None
+    prior = PriorModel(layout, config)
+    try:
+        prior.load_state_dict(load_file(str(weights), device=str(map_location)))
+    except (SafetensorError, RuntimeError, OSError) as err:  # a damaged file, other shapes
+        raise ValueError(f"cannot load the prior's weights {weights}: {err}") from None
+    prior = prior.to(map_location).eval()
+    if state_digest(prior) != info.digest:
+        raise ValueError(f"{weights} does not match the digest in {meta_path}: the file was changed or damaged")
+    if model is not None and state_digest(model) != info.autoencoder_digest:
+        raise ValueError(f"the prior in {folder} was trained on other autoencoder weights than the "
+                         f"model given (digest {info.autoencoder_digest[:12]}... vs {state_digest(model)[:12]}...); "
+                         "train a prior for these weights with `depthq prior train`")
+    return prior, info

@@ -1,0 +1,316 @@
+"""Training a prior on Lightning, with the conventions of ``depthq train``.
+
+``train_prior(run_dir)`` encodes the run's training and validation images once (cached, see
+``depthq.prior.data``), then fits a ``PriorModel`` by maximum likelihood. The prior's folder
+(default ``RUN_DIR/prior/``)::
+
+    config.yaml             the resolved PriorRunConfig (prior: and train: sections)
+    metrics.csv             every logged metric (train loss in nats per code, val bits per image)
+    checkpoints/last.ckpt   Lightning checkpoint for --resume (atomic, read with weights_only=True)
+    prior.safetensors       latest weights + prior.json (layout, config, digests, validation, and
+                            the training codes' counts: the empirical prior to compare with)
+    summary.json            the final validation: learned, empirical and uniform rates
+
+Data order, initialisation and dropout are fixed by ``train.seed``; a resumed run continues
+the exact batch sequence. Under DDP every rank takes its slice of each global batch, every rank
+validates on the whole val split (so all agree), and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+
+from depthq.atomic import write_json
+from depthq.evaluate.bits import EmpiricalPrior
+from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
+from depthq.io import load
+from depthq.prior.config import PriorRunConfig, dump_prior_config
+from depthq.prior.data import RunData, cached_codes
+from depthq.prior.io import PRIOR_DIR, save_prior, state_digest
+from depthq.prior.layout import CodeLayout
+from depthq.prior.model import LN2, PriorModel
+from depthq.prior.rates import code_counts, uniform_rate_bits
+from depthq.train.callbacks import RNGState, SafeCheckpointIO, StepProgress
+from depthq.train.loggers import AppendingCSVLogger, trim_history
+from depthq.train.run import LAUNCH_RANK_VARIABLES
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class PriorModule(L.LightningModule):
+    """Maximum likelihood on code sequences; validation reports bits per image and bits/dim."""
+
+    def __init__(self, config: dict, layout: dict, dims: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.run_config = PriorRunConfig.from_dict(config)
+        self.prior = PriorModel(CodeLayout.from_dict(layout), self.run_config.prior)
+        self.dims = dims
+        self.last_validation: dict | None = None
+        self._val_sum = self._val_count = None
+        self._seconds_before, self._session_start = 0.0, time.perf_counter()
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        nll = self.prior(batch.long())  # (B,) nats per image
+        loss = nll.mean() / (self.prior.steps * self.prior.width)  # nats per code
+        self.log_dict({"train/loss": loss, "train/bits_per_image": nll.mean().detach() / LN2,
+                       "train/lr": torch.tensor(self.optimizers().param_groups[0]["lr"])},
+                      on_step=True, on_epoch=False)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = 0
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        with torch.autocast(self.device.type, enabled=False):  # the figure is reported in fp32
+            self._val_sum += self.prior(batch.long()).double().sum()
+        self._val_count += len(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_count:
+            return
+        bits = self._val_sum / self._val_count / LN2  # every rank saw the whole split: they agree
+        self.log_dict({"val/bits_per_image": bits.float(), "val/bits_per_dim": (bits / self.dims).float()},
+                      on_epoch=True, sync_dist=True)
+        self.last_validation = {"step": int(self.global_step), "images": self._val_count,
+                                "bits_per_image": float(bits), "bits_per_dim": float(bits) / self.dims}
+
+    def on_fit_start(self) -> None:
+        self._session_start = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time of this run, earlier sessions of a resumed run included."""
+        return self._seconds_before + time.perf_counter() - self._session_start
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["prior_last_validation"] = self.last_validation
+        checkpoint["prior_train_seconds"] = self.train_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed run that has no steps left does not validate (and log) the same step again
+        self.last_validation = checkpoint.get("prior_last_validation")
+        self._seconds_before = float(checkpoint.get("prior_train_seconds", 0.0))
+
+    def configure_optimizers(self):
+        t = self.run_config.train
+        decay = [p for n, p in self.prior.named_parameters() if p.dim() >= 2 and "emb" not in n]
+        rest = [p for n, p in self.prior.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                       {"params": rest, "weight_decay": 0.0}], lr=t.lr, betas=(0.9, 0.95))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, t.warmup_steps, t.steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class _Batches(Dataset):
+    """Code sequences (N, T, M) uint16 indexed by a ``BatchKey`` or a list of rows."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        rows = key.indices.numpy() if isinstance(key, BatchKey) else np.asarray(key)
+        return torch.from_numpy(self.codes[rows].astype(np.int64))
+
+
+class CodeDataModule(L.LightningDataModule):
+    """Training batches in a seeded, resumable order (``StagedBatchSampler``); the val split in order."""
+
+    def __init__(self, train: np.ndarray, val: np.ndarray, *, batch_size: int, eval_batch_size: int,
+                 seed: int, image_size: int) -> None:
+        super().__init__()
+        self.train_codes, self.val_codes = train, val
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.stage = Stage(image_size)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (int(trainer.global_rank), int(trainer.world_size)) if trainer else (0, 1)
+        start = int(trainer.global_step) if trainer else 0
+        sampler = StagedBatchSampler([self.stage], [len(self.train_codes)], self.batch_size, self.seed,
+                                     start_step=start, rank=rank, world_size=world)
+        return DataLoader(_Batches(self.train_codes), batch_size=None, sampler=sampler, generator=self._generator())
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = BatchSampler(SequentialSampler(range(len(self.val_codes))), self.eval_batch_size, drop_last=False)
+        return DataLoader(_Batches(self.val_codes), batch_size=None, sampler=sampler, generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: starting an iterator then draws nothing from the global RNG
+        (which dropout uses), so a resumed run continues exactly."""
+        return torch.Generator().manual_seed(self.seed)
+
+
+class PriorArtifacts(L.Callback):
+    """The one writer of the prior's checkpoint and exports.
+
+    ``checkpoints/last.ckpt`` every ``checkpoint_every`` steps and after each validation (a
+    collective: every rank calls, rank 0 writes); ``prior.safetensors`` + ``prior.json`` after each
+    validation and at the end (rank 0).
+    """
+
+    def __init__(self, folder: Path, checkpoint_every: int, val_every: int, export) -> None:
+        self.folder, self.every, self.val_every, self.export = folder, checkpoint_every, val_every, export
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 and step % self.val_every and step < trainer.max_steps:
+            trainer.save_checkpoint(self.folder / CHECKPOINT, weights_only=False)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        if trainer.is_global_zero:
+            self.export(pl_module)
+        if trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.folder / CHECKPOINT, weights_only=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.export(pl_module)
+
+
+def _precision(setting: str, accelerator: str) -> str:
+    if setting != "auto":
+        return setting
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32"  # measured: bf16 autocast slows the prior's small matmuls on CPU, AMX or not
+
+
+def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path | None:
+    """Create the prior's folder (or check it, resuming); the checkpoint to resume from."""
+    if resume:
+        checkpoint = folder / CHECKPOINT
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"cannot resume: {checkpoint} not found (did the prior's training "
+                                    "reach its first checkpoint?)")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        saved = (state.get("hyper_parameters") or {}).get("config", {})
+        if saved.get("prior") != config.prior.to_dict():
+            raise ValueError("--resume cannot change the prior's architecture (prior.* settings)")
+        trim_history(folder, int(state["global_step"]))  # steps after the checkpoint are trained again
+        (folder / "config.yaml").write_text(dump_prior_config(config))
+        return checkpoint
+    if (folder / "config.yaml").exists() or (folder / CHECKPOINT).exists():
+        raise FileExistsError(f"{folder} already holds a prior: pass --resume to continue it, or --out "
+                              "another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(dump_prior_config(config))
+    return None
+
+
+def is_launcher() -> bool:
+    """The process that owns the folder: the single process, or global rank 0 of a DDP launch."""
+    return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
+
+
+def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str | os.PathLike | None = None,
+                weights: str = "model.safetensors", resume: bool = False,
+                callbacks: Sequence[L.Callback] = ()) -> dict:
+    """Train a prior over the codes of the autoencoder in ``run_dir``; returns ``summary.json``'s content.
+
+    Args:
+        run_dir: a ``depthq train`` run directory (its ``weights`` and data settings are used).
+        config: the prior's architecture and training.
+        out: the prior's folder (default ``RUN_DIR/prior``).
+        weights: which of the run's weights files to model (``model.safetensors``, ``best.safetensors``).
+        resume: continue from ``out/checkpoints/last.ckpt``. The learning-rate schedule follows
+            ``train.steps``: a run resumed with the same steps continues exactly as if it had not
+            stopped; extending the steps stretches the rest of the cosine decay.
+        callbacks: extra Lightning callbacks.
+    """
+    run_dir = Path(run_dir)
+    folder = Path(out) if out is not None else run_dir / PRIOR_DIR
+    t = config.train
+    accelerator = t.accelerator if t.accelerator != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    model = load(run_dir, weights=weights, map_location=device)
+    if not model.head.has_likelihood:
+        log.warning("the model's head (%s) has no likelihood: the prior still models its codes", model.head.name)
+    data = RunData.of_run(run_dir, model, weights)
+    layout = CodeLayout.of(model.config, data.image_size)
+    digest = state_digest(model)
+    checkpoint = _prepare_folder(folder, config, resume) if is_launcher() else (
+        folder / CHECKPOINT if resume else None)
+    encode = dict(batch_size=t.eval_batch_size, progress=t.progress)
+    train_codes = cached_codes(model, digest, data, "train", layout, max_images=t.max_train_images, **encode)
+    val_codes = cached_codes(model, digest, data, "val", layout, max_images=t.max_val_images, **encode)
+    del model
+    dims = data.image_channels * data.image_size**2
+
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    module = PriorModule(config.to_dict(), layout.to_dict(), dims)
+    precision = _precision(t.precision, accelerator)
+    counts = code_counts(torch.from_numpy(train_codes.astype(np.int64)), layout)  # per level (M, K)
+    data_meta = {"data": data.name, "split": "train", "train_images": len(train_codes),
+                 "val_images": len(val_codes), "autoencoder_weights": str(run_dir / weights),
+                 "empirical_counts": [c.tolist() for c in counts]}
+
+    def export(pl_module: PriorModule) -> None:
+        save_prior(pl_module.prior, folder, image_size=data.image_size, image_channels=data.image_channels,
+                   autoencoder_digest=digest, metadata={**data_meta, "step": int(pl_module.global_step),
+                                                        "validation": pl_module.last_validation})
+
+    dm = CodeDataModule(train_codes, val_codes, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+                        seed=t.seed, image_size=data.image_size)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=precision, max_steps=t.steps, max_epochs=-1, val_check_interval=t.val_every,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=t.grad_clip or None,
+        logger=AppendingCSVLogger(folder),
+        callbacks=[RNGState(), PriorArtifacts(folder, t.checkpoint_every, t.val_every, export),
+                   *([StepProgress("training the prior")] if t.progress else []), *callbacks],
+        plugins=[SafeCheckpointIO()], use_distributed_sampler=False, enable_progress_bar=False,
+        enable_checkpointing=False,  # PriorArtifacts is the one writer of checkpoints
+        enable_model_summary=False, log_every_n_steps=t.log_every, default_root_dir=folder,
+    )
+    log.info("training a %s prior (%s parameters) on %d code sequences of %s, %s, precision %s -> %s",
+             config.prior.order, f"{module.prior.num_parameters():,}", len(train_codes), run_dir,
+             accelerator, precision, folder)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*does not have many workers")
+        trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
+        if module.last_validation is None or module.last_validation["step"] != trainer.global_step:
+            trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
+    seconds = module.train_seconds
+    trainer.save_checkpoint(folder / CHECKPOINT, weights_only=False)
+    val_rows = layout.from_sequence(torch.from_numpy(val_codes.astype(np.int64)))
+    empirical = float(EmpiricalPrior.fit(counts).rate_bits(val_rows).mean())
+    summary = {
+        "prior_dir": str(folder), "run_dir": str(run_dir), "order": config.prior.order,
+        "steps": int(trainer.global_step), "train_seconds": seconds, "precision": precision,
+        "parameters": module.prior.num_parameters(), "dims": dims, **data_meta,
+        "validation": module.last_validation,
+        "empirical_bits_per_image": empirical, "uniform_bits_per_image": uniform_rate_bits(layout),
+        "empirical_prior": f"code frequencies of the {len(train_codes):,} training images, add-one smoothed",
+    }
+    if trainer.is_global_zero:
+        write_json(folder / "summary.json", summary)
+    return summary
