@@ -6,6 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from depthq.codec.format import CodecError
+from depthq.errors import DataError, MissingFileError, RunDirError, UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +58,7 @@ def _codec(args):
 def _target(source: Path, out: str | None, suffix: str, force: bool) -> Path:
     path = (Path(out) if out else source.parent) / (source.stem + suffix)
     if path.exists() and not force:
-        raise FileExistsError(f"{path} exists (pass --force to overwrite it)")
+        raise RunDirError(f"{path} exists (pass --force to overwrite it)")
     return path
 
 
@@ -69,13 +72,13 @@ def read_image(path: Path, channels: int):
         with Image.open(path) as image:
             image.load()
     except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read {path} as an image: {err}") from None
+        raise DataError(f"cannot read {path} as an image: {err}") from None
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        raise ValueError(f"{path} has {image.mode} pixels: the codec codes 8-bit images")
+        raise DataError(f"{path} has {image.mode} pixels: the codec codes 8-bit images")
     if "A" in image.getbands() or "transparency" in image.info:
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         if (alpha != 255).any():
-            raise ValueError(f"{path} has transparency, which the codec does not store")
+            raise DataError(f"{path} has transparency, which the codec does not store")
     array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
     array = array[..., None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
@@ -86,7 +89,7 @@ def run_compress(args: argparse.Namespace) -> int:
     from depthq.codec.format import EXTENSION
 
     if bool(args.images) == bool(args.split):
-        raise ValueError("give image files or --split, not both (and not neither)")
+        raise UsageError("give image files or --split, not both (and not neither)")
     if args.split:
         return _compress_split(args)
     codec = _codec(args)[0]
@@ -110,11 +113,11 @@ def run_decompress(args: argparse.Namespace) -> int:
         source = Path(name)
         target = _target(source, args.out, ".png", args.force)
         if not source.is_file():
-            raise FileNotFoundError(f"{source} not found")
+            raise MissingFileError(f"{source} not found")
         try:
             (image,) = codec.decompress([source.read_bytes()])
-        except ValueError as err:
-            raise type(err)(f"{source}: {err}") from None
+        except CodecError as err:
+            raise CodecError(f"{source}: {err}") from None
         save_png(image.permute(1, 2, 0).squeeze(-1) if image.shape[0] == 1 else image.permute(1, 2, 0), target)
         print(f"{source} -> {target}: {image.shape[1]}x{image.shape[2]}")
     return 0
@@ -134,11 +137,11 @@ def _compress_split(args: argparse.Namespace) -> int:
     images = data.images(args.split).images
     if args.max_images is not None:
         if args.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+            raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
         images = images[: args.max_images]
     out = Path(args.out) if args.out else Path(args.run_dir) / f"codec-{args.split}"
     if out.exists() and any(out.iterdir()) and not args.force:
-        raise FileExistsError(f"{out} exists and is not empty (pass --force, or another --out)")
+        raise RunDirError(f"{out} exists and is not empty (pass --force, or another --out)")
     print(f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
           "decompressing and checking every file ...")
     measurement, lossless, lossy = measure_files(model, prior, images, codec=codec, empirical=info.empirical_prior())

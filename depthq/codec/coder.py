@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from depthq.errors import CorruptFileError, DataError, UsageError
 from depthq.codec.format import (
     Header,
     CodecError,
@@ -121,7 +122,7 @@ class Codec:
         layout = prior.layout
         tile = prior_tile(model, prior)
         if layout != CodeLayout.of(model.config, tile):
-            raise ValueError(f"the prior models codes of layout {layout}, which this autoencoder does not "
+            raise CorruptFileError(f"the prior models codes of layout {layout}, which this autoencoder does not "
                              f"produce ({CodeLayout.of(model.config, tile)})")
         self.model = copy.deepcopy(model).to("cpu", torch.float32).eval()
         self.prior = copy.deepcopy(prior).to("cpu", torch.float32).eval()
@@ -139,11 +140,11 @@ class Codec:
         out = []
         for i, x in enumerate(images):
             if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 3 or x.shape[0] != self.channels:
-                raise ValueError(f"image {i}: expected uint8 pixels ({self.channels}, H, W), got "
+                raise DataError(f"image {i}: expected uint8 pixels ({self.channels}, H, W), got "
                                  f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
             h, w = x.shape[1:]
             if h % self.tile or w % self.tile:
-                raise ValueError(f"image {i} is {h}x{w}: its sides must be multiples of {self.tile}, the "
+                raise DataError(f"image {i} is {h}x{w}: its sides must be multiples of {self.tile}, the "
                                  f"image size the prior was trained at (the codec codes {self.tile}x{self.tile} tiles)")
             out.append(x.cpu().contiguous())
         return out
@@ -201,7 +202,7 @@ class Codec:
         """Images (uint8 (N, C, H, W), or a list of (C, H, W) of any sizes that are multiples of
         ``tile``) -> one ``.dqz`` file's bytes per image."""
         if not lossy and not self.model.head.has_likelihood:
-            raise ValueError(f"the {self.model.head.name} head has no likelihood: only lossy coding is possible")
+            raise UsageError(f"the {self.model.head.name} head has no likelihood: only lossy coding is possible")
         rc = self._constriction.stream.queue
         with coder_threads():
             images = self._check(images)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depthq.errors import CorruptFileError
+
 MAGIC = b"\x89DQZ"
 VERSION = 1
 EXTENSION = ".dqz"
@@ -39,7 +41,7 @@ _CRC = struct.Struct("<I")
 HEADER_BYTES = _HEAD.size + _CRC.size  # 27
 
 
-class CodecError(ValueError):
+class CodecError(CorruptFileError):
     """A file that cannot be decoded: not ours, damaged, truncated, or from another model."""
 
 

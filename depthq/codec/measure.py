@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from depthq.errors import SchemaError
 from depthq.codec.coder import CODER_THREADS, Codec, prior_tile, tiles
 from depthq.codec.format import HEADER_BYTES
 from depthq.evaluate.bits import EmpiricalPrior
@@ -92,7 +93,7 @@ class CodecMeasurement:
         values = dict(values)
         version = values.pop("schema_version", None)
         if version != SCHEMA_VERSION:
-            raise ValueError(f"a codec measurement of schema version {version}; this depthq reads {SCHEMA_VERSION}")
+            raise SchemaError(f"a codec measurement of schema version {version}; this depthq reads {SCHEMA_VERSION}")
         return cls(**values)
 
 

@@ -135,7 +135,7 @@ class ImageDataModule(L.LightningDataModule):
         self.max_val_images = max_val_images
         self.stages: tuple[Stage, ...] = parse_schedule(schedule, info.default_size)
         for stage in self.stages:
-            self._source(stage.image_size)  # reject sizes the data set does not have, before any reading
+            self.source(stage.image_size)  # reject sizes the data set does not have, before any reading
         self.start_step = 0
         self._sets: dict[tuple[str, int], ImageSet] = {}
         self.save_hyperparameters(ignore=["schedule"])
@@ -158,7 +158,7 @@ class ImageDataModule(L.LightningDataModule):
         return self.stages[stage_index(self.stages, step)[0]]
 
     # --- data sets --------------------------------------------------------------------------
-    def _source(self, image_size: int) -> tuple[str, int | None]:
+    def source(self, image_size: int) -> tuple[str, int | None]:
         """``(data set name, image_size argument)`` that provides images of ``image_size``."""
         if self.name in ("imagenet32", "imagenet64"):
             if image_size not in (32, 64):
@@ -171,7 +171,7 @@ class ImageDataModule(L.LightningDataModule):
         """The ``split`` set at ``image_size`` (default: the last stage's), loaded once."""
         size = self.stages[-1].image_size if image_size is None else image_size
         if (split, size) not in self._sets:
-            name, size_arg = self._source(size)
+            name, size_arg = self.source(size)
             self._sets[(split, size)] = get_dataset(name, split, root=self.root, image_size=size_arg,
                                                     val_fraction=self.val_fraction, seed=self.seed)
         return self._sets[(split, size)]

@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+from depthq.errors import MissingFileError, UsageError
 from depthq.prior.config import load_prior_config
 
 RESUMABLE_OVERRIDES = ("train.steps",)
@@ -59,10 +60,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         refused = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUMABLE_OVERRIDES]
         if refused or args.config:
-            raise ValueError(f"--resume continues the saved config {out / 'config.yaml'}; only --steps may "
+            raise UsageError(f"--resume continues the saved config {out / 'config.yaml'}; only --steps may "
                              f"change (got {', '.join(refused) or '--config'})")
         if not (out / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"cannot resume: {out / CHECKPOINT} not found")
+            raise MissingFileError(f"cannot resume: {out / CHECKPOINT} not found")
         config = load_prior_config(out / "config.yaml", overrides)
     else:
         config = load_prior_config(args.config, overrides)
@@ -98,9 +99,9 @@ def run_sample(args: argparse.Namespace) -> int:
     from depthq.prior.io import load_prior
 
     if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+        raise UsageError(f"--n must be >= 1, got {args.n}")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
-        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+        raise UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
     model = load(args.run_dir, weights=args.weights, map_location=args.device)
     prior, info = load_prior(args.prior or args.run_dir, model=model, map_location=args.device)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)

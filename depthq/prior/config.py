@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 # the section builder and checks of the run config, so that both read and fail the same way
+from depthq.errors import ConfigError, MissingFileError
 from depthq.config import PRECISIONS, _build, _check_int, apply_overrides
 
 ORDERS = ("joint", "sequential")
@@ -50,13 +51,13 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
-            raise ValueError(f"prior.order must be one of {ORDERS}, got {self.order!r}")
+            raise ConfigError(f"prior.order must be one of {ORDERS}, got {self.order!r}")
         for name in ("dim", "layers", "heads", "mlp_ratio"):
             _check_int(f"prior.{name}", getattr(self, name), 1)
         if self.dim % self.heads:
-            raise ValueError(f"prior.dim ({self.dim}) must be a multiple of prior.heads ({self.heads})")
+            raise ConfigError(f"prior.dim ({self.dim}) must be a multiple of prior.heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"prior.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"prior.dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -117,14 +118,14 @@ class PriorTrainConfig:
         for name, low_ok in (("lr", False), ("weight_decay", True), ("grad_clip", True)):
             value = getattr(self, name)
             if not (math.isfinite(value) and (value >= 0 if low_ok else value > 0)):
-                raise ValueError(f"train.{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value}")
+                raise ConfigError(f"train.{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value}")
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.devices, int):
             _check_int("train.devices", self.devices, 1)
         elif self.devices != "auto":
-            raise ValueError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
+            raise ConfigError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,10 +145,10 @@ class PriorRunConfig:
     def from_dict(cls, tree: dict | None) -> PriorRunConfig:
         tree = tree or {}
         if not isinstance(tree, dict):
-            raise ValueError(f"a prior config is a mapping with prior and train; got {type(tree).__name__}")
+            raise ConfigError(f"a prior config is a mapping with prior and train; got {type(tree).__name__}")
         unknown = sorted(set(tree) - {"prior", "train"})
         if unknown:
-            raise ValueError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                              "in a prior config; valid sections: prior, train")
         return cls(_build(PriorConfig, tree.get("prior"), "prior"),
                    _build(PriorTrainConfig, tree.get("train"), "train"))
@@ -159,11 +160,11 @@ def load_prior_config(path: str | os.PathLike | None, overrides: Sequence[str] =
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"prior config {path} not found")
+            raise MissingFileError(f"prior config {path} not found")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from None
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
     return PriorRunConfig.from_dict(apply_overrides(tree, overrides))
 
 

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from depthq.data import ImageSet, get_dataset
+from depthq.errors import ConfigError, CorruptFileError
+from depthq.data import ImageSet, dataset_info, get_dataset
 from depthq.data.cache import cache_key, cache_root, cached_arrays, save_npy
-from depthq.io import read_metadata
+from depthq.io import read_export
 from depthq.prior.layout import CodeLayout
 
 log = logging.getLogger(__name__)
@@ -52,24 +53,26 @@ class RunData:
 
     @classmethod
     def of_run(cls, run_dir: str | os.PathLike, model, weights: str = "model.safetensors") -> RunData:
-        run = read_metadata(run_dir, weights).get("run", {})
-        data, train = run.get("data", {}), run.get("train", {})
-        schedule = data.get("schedule")
-        size = schedule[-1]["image_size"] if schedule else model.config.image_size
-        name = data.get("name", "photos")
-        if name in ("imagenet32", "imagenet64"):  # a progressive run ends on the other resolution
-            name = f"imagenet{size}"
-        val_fraction = data.get("val_fraction", 0.0)
+        """From the run's typed record (its RunConfig): the data module names the set that serves
+        the last stage's image size (imagenet32 or imagenet64 for a progressive run)."""
+        run = read_export(run_dir, weights).run
+        if run is None:
+            raise ConfigError(f"{run_dir} records no run config (saved outside depthq train): its data "
+                             "set is unknown")
+        dm = run.datamodule()
+        size = dm.stages[-1].image_size
+        name, _ = dm.source(size)
+        val_fraction = run.data.val_fraction
         if not val_fraction:
             log.warning("the run kept no val split: the prior validates on %.0f%% of the training "
                         "images, held out from its own training", 100 * FALLBACK_VAL_FRACTION)
             val_fraction = FALLBACK_VAL_FRACTION
-        return cls(name, data.get("root"), int(size), model.config.image_channels, float(val_fraction),
-                   int(train.get("seed", 0)))
+        return cls(name, run.data.root, int(size), model.config.image_channels, float(val_fraction),
+                   int(run.train.seed))
 
     def images(self, split: str) -> ImageSet:
         """The ``split`` ("train", "val", "test") of the run's data set."""
-        size = self.image_size if self.name in ("photos", "folder") else None
+        size = self.image_size if dataset_info(self.name).native_size is None else None
         return get_dataset(self.name, split, root=self.root, image_size=size,
                            val_fraction=0.0 if split == "test" else self.val_fraction, seed=self.seed)
 
@@ -117,5 +120,5 @@ def cached_codes(model, digest: str, data: RunData, split: str, layout: CodeLayo
     arrays, meta = cached_arrays(folder, ("codes",), build, mmap=False)
     codes = arrays["codes"]
     if codes.shape[1:] != (layout.total_positions, layout.codebooks):
-        raise ValueError(f"cached codes in {folder} have shape {codes.shape}, not of this layout; delete the folder")
+        raise CorruptFileError(f"cached codes in {folder} have shape {codes.shape}, not of this layout; delete the folder")
     return codes

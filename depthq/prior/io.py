@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from depthq.errors import CorruptFileError, MissingFileError
 from depthq.atomic import atomic_write, write_json
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.prior.config import PriorConfig
@@ -111,7 +112,7 @@ def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
     folder = prior_folder(path)
     meta_path, weights = folder / META, folder / WEIGHTS
     if not meta_path.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"no trained prior in {folder} (expected {META} and {WEIGHTS}); "
+        raise MissingFileError(f"no trained prior in {folder} (expected {META} and {WEIGHTS}); "
                                 f"train one with `depthq prior train {path}`")
     try:
         meta = json.loads(meta_path.read_text())
@@ -120,17 +121,17 @@ def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
                          meta["autoencoder_digest"], meta["digest"],
                          {k: v for k, v in meta.items() if k not in ("layout", "prior")})
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{meta_path} is not a valid prior description ({type(err).__name__}: {err})") from None
+        raise CorruptFileError(f"{meta_path} is not a valid prior description ({type(err).__name__}: {err})") from None
     prior = PriorModel(layout, config)
     try:
         prior.load_state_dict(load_file(str(weights), device=str(map_location)))
     except (SafetensorError, RuntimeError, OSError) as err:  # a damaged file, other shapes
-        raise ValueError(f"cannot load the prior's weights {weights}: {err}") from None
+        raise CorruptFileError(f"cannot load the prior's weights {weights}: {err}") from None
     prior = prior.to(map_location).eval()
     if state_digest(prior) != info.digest:
-        raise ValueError(f"{weights} does not match the digest in {meta_path}: the file was changed or damaged")
+        raise CorruptFileError(f"{weights} does not match the digest in {meta_path}: the file was changed or damaged")
     if model is not None and state_digest(model) != info.autoencoder_digest:
-        raise ValueError(f"the prior in {folder} was trained on other autoencoder weights than the "
+        raise CorruptFileError(f"the prior in {folder} was trained on other autoencoder weights than the "
                          f"model given (digest {info.autoencoder_digest[:12]}... vs {state_digest(model)[:12]}...); "
                          "train a prior for these weights with `depthq prior train`")
     return prior, info

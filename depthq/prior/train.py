@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
+from depthq.errors import MissingFileError, RunDirError, UsageError
 from depthq.atomic import write_json
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
@@ -209,17 +210,17 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
     if resume:
         checkpoint = folder / CHECKPOINT
         if not checkpoint.is_file():
-            raise FileNotFoundError(f"cannot resume: {checkpoint} not found (did the prior's training "
+            raise MissingFileError(f"cannot resume: {checkpoint} not found (did the prior's training "
                                     "reach its first checkpoint?)")
         state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
         saved = (state.get("hyper_parameters") or {}).get("config", {})
         if saved.get("prior") != config.prior.to_dict():
-            raise ValueError("--resume cannot change the prior's architecture (prior.* settings)")
+            raise UsageError("--resume cannot change the prior's architecture (prior.* settings)")
         trim_history(folder, int(state["global_step"]))  # steps after the checkpoint are trained again
         (folder / "config.yaml").write_text(dump_prior_config(config))
         return checkpoint
     if (folder / "config.yaml").exists() or (folder / CHECKPOINT).exists():
-        raise FileExistsError(f"{folder} already holds a prior: pass --resume to continue it, or --out "
+        raise RunDirError(f"{folder} already holds a prior: pass --resume to continue it, or --out "
                               "another folder")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(dump_prior_config(config))

@@ -11,7 +11,8 @@ from PIL import Image
 
 from depthq.cli import main
 from depthq.codec.cli import read_image
-from depthq.io import save_model
+from depthq.config import DataConfig, RunConfig
+from depthq.io import Export, save_model
 from depthq.prior import save_prior, state_digest
 
 from test_codec import TILE, images, make_models  # noqa: E402  (same folder)
@@ -22,8 +23,8 @@ def run_dir(tmp_path_factory):
     """A run directory holding a (random) tiny model and a prior for its 16x16 tiles."""
     run = tmp_path_factory.mktemp("codec") / "run"
     model, prior = make_models(seed=20)
-    data = {"name": "photos", "root": None, "val_fraction": 0.05, "schedule": None}
-    save_model(model, run, metadata={"run": {"data": data, "train": {"seed": 0}}})
+    config = RunConfig(model=model.config, data=DataConfig(name="photos", val_fraction=0.05))
+    save_model(model, run, export=Export(model=model.config, run=config))
     save_prior(prior, run / "prior", image_size=TILE, image_channels=3, autoencoder_digest=state_digest(model))
     return run
 
