@@ -27,7 +27,12 @@ from depthq.quantize import codebook as cb
 from depthq.quantize import distributed
 from depthq.quantize.kmeans import kmeans
 from depthq.quantize.layout import AXES, layout_for_indices, layout_for_input
-from depthq.quantize.search import SEARCH_BACKENDS, gather_codes, nearest_codes, nonfinite_vectors
+from depthq.quantize.search import (
+    SEARCH_BACKENDS,
+    gather_codes,
+    nearest_codes_and_scores,
+    nonfinite_vectors,
+)
 
 LEARNING = ("ema", "gradient")
 
@@ -48,8 +53,8 @@ class QuantizerOutput:
         usage: (M,) fraction of each codebook's codes used at least once in this batch.
         counts: (M, K) vectors assigned to each code in this batch (all ranks when training
             under torch.distributed).
-        nonfinite: (M,) int64 vectors of this batch with a NaN or inf component (or whose
-            component sum overflows fp32), per codebook, with the same scope as ``counts``.
+        nonfinite: (M,) int64 vectors of this batch with a NaN or inf component (or so large
+            that their distances overflow fp32), per codebook, with the same scope as ``counts``.
             Such a vector gets code 0 (so it is counted in ``counts[:, 0]``); in training a
             batch with any of them leaves the codebooks untouched. A device tensor: reading it
             is the caller's choice of when to synchronise. None only when the output was built
@@ -346,13 +351,16 @@ class DepthwiseQuantizer(nn.Module):
                 num_codebooks=self.num_codebooks,
             )
             flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
-            bad_vectors = nonfinite_vectors(flat)  # (M, N) bool
-            nonfinite = bad_vectors.sum(-1)  # (M,) int64
             if self.training and self._needs_init:
-                self._kmeans_init(flat, nonfinite)
+                self._kmeans_init(flat)
             embed = self.embed.detach()
-            idx = nearest_codes(flat, embed, self.chunk_elements, search=self.search,
-                                nonfinite=bad_vectors)  # (M, N), non-finite vectors -> 0
+            # (M, N) indices and best scores; a vector that is not finite scores non-finite
+            # (no extra pass over x to find it) and gets code 0
+            idx, scores = nearest_codes_and_scores(flat, embed, self.chunk_elements,
+                                                   search=self.search)
+            bad = ~torch.isfinite(scores)  # (M, N)
+            idx.masked_fill_(bad, 0)
+            nonfinite = bad.sum(-1)  # (M,) int64
             codes = layout.from_codebooks(gather_codes(embed, idx))  # input shape, fp32
             counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
             reset = None
@@ -438,7 +446,7 @@ class DepthwiseQuantizer(nn.Module):
         return dead & ok if replace else None
 
     @torch.no_grad()
-    def _kmeans_init(self, x: Tensor, nonfinite: Tensor) -> None:
+    def _kmeans_init(self, x: Tensor) -> None:
         """k-means (k-means++ seeding, then Lloyd) on the first usable training batch.
 
         Usable means: the global batch (all ranks) has vectors and all of them are finite (a
@@ -448,7 +456,8 @@ class DepthwiseQuantizer(nn.Module):
         synchronisation per training step until the codebooks are initialised (normally
         exactly once); after that, ``forward`` never comes here.
         """
-        status = torch.stack([nonfinite.sum().float(), x.new_tensor(float(x.shape[1]))])
+        bad = nonfinite_vectors(x).sum().float()
+        status = torch.stack([bad, x.new_tensor(float(x.shape[1]))])
         distributed.all_reduce_sum_(status)
         bad, total = status.tolist()  # the one host read
         if bad > 0 or total == 0:

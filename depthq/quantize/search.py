@@ -20,8 +20,10 @@ says where it is faster.
 
 Both backends score in fp32 (the torch path with TF32 and reduced-precision matmuls switched
 off for the call), and both break exact ties towards the lowest index, as ``torch.min(dim)``
-documents. A vector with a NaN or an infinite component (or whose component sum overflows
-fp32) gets code 0 from :func:`nearest_codes`, whatever the backend.
+documents. Both also return each vector's best score: with finite codebooks it is finite
+exactly when the vector is (a NaN or inf component makes every score NaN or infinite; so does
+a distance beyond fp32's range), which flags non-finite vectors without another pass over x.
+:func:`nearest_codes` (and the quantizer) give such vectors code 0, whatever the backend.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def chunk_rows(num_codebooks: int, codebook_size: int, chunk_elements: int | Non
 def nonfinite_vectors(x: Tensor) -> Tensor:
     """(M, N, D) -> (M, N) bool: vectors with a NaN/inf component (or an fp32-overflowing sum).
 
-    One reduction over D; no host synchronisation.
+    One reduction over D; no host synchronisation. (The search finds the same vectors from its
+    scores for free; this is for callers that need the answer before searching.)
     """
     return ~torch.isfinite(x.sum(-1))
 
@@ -106,8 +109,9 @@ def _ieee_fp32_matmul() -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
-def _torch_search(x: Tensor, codebooks: Tensor, chunk_elements: int) -> Tensor:
-    """baddbmm + min over K, chunked over N; (M, N, D), (M, K, D) -> (M, N) int64."""
+def _torch_search(x: Tensor, codebooks: Tensor, chunk_elements: int) -> tuple[Tensor, Tensor]:
+    """baddbmm + min over K, chunked over N: (M, N, D), (M, K, D) -> (M, N) int64 indices and
+    (M, N) fp32 best scores."""
     m, n, _ = x.shape
     k = codebooks.shape[1]
     sq_norms = codebooks.pow(2).sum(-1).unsqueeze(1)  # (M, 1, K)
@@ -128,7 +132,7 @@ def _torch_search(x: Tensor, codebooks: Tensor, chunk_elements: int) -> Tensor:
             torch.baddbmm(sq_norms, x[:, start:stop], codes_t, alpha=-2.0, out=block)
             # min(dim) returns values and indices; on CPU it is ~2.5x faster than argmin.
             torch.min(block, -1, out=(values[:, start:stop], out[:, start:stop]))
-    return out
+    return out, values
 
 
 def _interpreting() -> bool:
@@ -156,15 +160,10 @@ def resolve_search(search: str, device: torch.device) -> str:
 
 
 @torch.no_grad()
-def nearest_codes(
-    x: Tensor,
-    codebooks: Tensor,
-    chunk_elements: int | None = None,
-    *,
-    search: str = "auto",
-    nonfinite: Tensor | None = None,
-) -> Tensor:
-    """Index of the nearest code of each vector, for every codebook.
+def nearest_codes_and_scores(
+    x: Tensor, codebooks: Tensor, chunk_elements: int | None = None, *, search: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """Nearest code of each vector for every codebook, and its score.
 
     Args:
         x: (M, N, D) fp32 vectors; codebook m is searched for x[m] only.
@@ -172,11 +171,12 @@ def nearest_codes(
         chunk_elements: bound on M * n * K scores for one chunk of n vectors (torch backend;
             None: :func:`default_chunk_elements` of the device).
         search: "auto", "torch" or "triton" (see the module docstring).
-        nonfinite: (M, N) bool from :func:`nonfinite_vectors` if the caller has it already.
 
     Returns:
-        (M, N) int64 indices into the K codes of each codebook; ties go to the lowest index;
-        vectors that are not finite get code 0.
+        (M, N) int64 indices into the K codes of each codebook, ties to the lowest index, and
+        the (M, N) fp32 best scores min_k ||e_k||^2 - 2 <x, e_k> (the squared distance minus
+        ||x||^2). Where a score is not finite the index is unspecified: the caller masks it
+        with the same ``isfinite`` it uses to count such vectors (:func:`nearest_codes` sets 0).
     """
     if x.dtype != torch.float32 or codebooks.dtype != torch.float32:
         raise TypeError(
@@ -185,17 +185,28 @@ def nearest_codes(
     backend = resolve_search(search, x.device)
     m, n, _ = x.shape
     if n == 0:
-        return torch.empty(m, 0, dtype=torch.long, device=x.device)
+        return (torch.empty(m, 0, dtype=torch.long, device=x.device),
+                torch.empty(m, 0, device=x.device))
     if backend == "triton":
         from depthq.quantize.triton_search import triton_nearest_codes
 
-        idx = triton_nearest_codes(x, codebooks)
+        idx, scores = triton_nearest_codes(x, codebooks)
     else:
         budget = default_chunk_elements(x.device) if chunk_elements is None else chunk_elements
-        idx = _torch_search(x, codebooks, budget)
-    if nonfinite is None:
-        nonfinite = nonfinite_vectors(x)
-    return idx.masked_fill_(nonfinite, 0)
+        idx, scores = _torch_search(x, codebooks, budget)
+    return idx, scores
+
+
+def nearest_codes(
+    x: Tensor, codebooks: Tensor, chunk_elements: int | None = None, *, search: str = "auto"
+) -> Tensor:
+    """(M, N, D), (M, K, D) fp32 -> (M, N) int64 index of the nearest code, for every codebook.
+
+    Ties go to the lowest index; vectors that are not finite get code 0. See
+    :func:`nearest_codes_and_scores` for the arguments.
+    """
+    idx, scores = nearest_codes_and_scores(x, codebooks, chunk_elements, search=search)
+    return torch.where(torch.isfinite(scores), idx, 0)
 
 
 def gather_codes(codebooks: Tensor, indices: Tensor) -> Tensor:

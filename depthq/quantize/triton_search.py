@@ -34,7 +34,7 @@ from torch import Tensor
 
 
 def _nearest_kernel(
-    x_ptr, codes_ptr, norms_ptr, out_ptr,
+    x_ptr, codes_ptr, norms_ptr, out_ptr, best_ptr,
     N, stride_xm, stride_xn, stride_cm, stride_ck, stride_om,
     K: tl.constexpr, D: tl.constexpr,  # compile-time: one kernel per codebook shape
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ONE_D_TILE: tl.constexpr,
@@ -76,6 +76,7 @@ def _nearest_kernel(
         best = tl.where(better, tile_best, best)
         best_idx = tl.where(better, tile_idx + k0, best_idx)
     tl.store(out_ptr + m * stride_om + rows, best_idx.to(tl.int64), mask=row_ok)
+    tl.store(best_ptr + m * stride_om + rows, best, mask=row_ok)
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,11 +97,13 @@ def launch_config(code_dim: int) -> dict[str, int]:
             "num_warps": 4}
 
 
-def triton_nearest_codes(x: Tensor, codebooks: Tensor) -> Tensor:
-    """(M, N, D) fp32, (M, K, D) fp32 -> (M, N) int64 nearest-code indices (see module doc).
+def triton_nearest_codes(x: Tensor, codebooks: Tensor) -> tuple[Tensor, Tensor]:
+    """(M, N, D) fp32, (M, K, D) fp32 -> (M, N) int64 nearest-code indices and (M, N) fp32
+    best scores (see the module docstring).
 
-    Non-finite vectors get an unspecified code here; :func:`depthq.quantize.search.nearest_codes`
-    sets them to 0.
+    A non-finite vector has only non-finite scores, so its best score stays non-finite (its
+    index is unspecified here; :func:`depthq.quantize.search.nearest_codes_and_scores` sets it
+    to 0).
     """
     m, n, d = x.shape
     k = codebooks.shape[1]
@@ -108,12 +111,13 @@ def triton_nearest_codes(x: Tensor, codebooks: Tensor) -> Tensor:
     codebooks = codebooks.contiguous()
     norms = codebooks.pow(2).sum(-1).contiguous()  # (M, K), the torch path's expression
     out = torch.empty(m, n, dtype=torch.long, device=x.device)
+    best = torch.empty(m, n, device=x.device)  # same strides as `out`
     config = launch_config(d)
     grid = (triton.cdiv(n, config["BLOCK_N"]), m)
     kernel = _compiled(os.environ.get("TRITON_INTERPRET", "0") == "1")
     kernel[grid](
-        x, codebooks, norms, out, n,
+        x, codebooks, norms, out, best, n,
         x.stride(0), x.stride(1), codebooks.stride(0), codebooks.stride(1), out.stride(0),
         K=k, D=d, **config,
     )
-    return out
+    return out, best

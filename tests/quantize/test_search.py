@@ -12,6 +12,7 @@ from depthq.quantize.search import (
     default_chunk_elements,
     gather_codes,
     nearest_codes,
+    nearest_codes_and_scores,
     nonfinite_vectors,
 )
 
@@ -112,6 +113,20 @@ def test_non_finite_vectors_get_code_zero():
     assert idx[bad].tolist() == [0, 0, 0]
     good = brute_force(torch.where(bad.unsqueeze(-1), 0.0, x), codebooks)
     assert torch.equal(idx[~bad], good[~bad])
+
+
+def test_scores_are_the_best_distance_minus_the_vector_norm_and_flag_non_finite_vectors():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 50, 3, generator=g)
+    codebooks = torch.randn(2, 7, 3, generator=g)
+    x[1, 9, 1] = float("nan")
+    idx, scores = nearest_codes_and_scores(x, codebooks, chunk_elements=2 * 7 * 8)
+    dist = ((x.double()[:, :, None] - codebooks.double()[:, None]) ** 2).sum(-1)  # (M, N, K)
+    expected = dist.min(-1).values - x.double().pow(2).sum(-1)
+    finite = torch.isfinite(scores)
+    assert torch.equal(~finite, nonfinite_vectors(x))
+    assert torch.allclose(scores[finite].double(), expected[finite], atol=1e-5)
+    assert torch.equal(idx[finite], nearest_codes(x, codebooks)[finite])
 
 
 def test_chunk_budget_is_the_cpu_constant_on_cpu():

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("triton")
 
 from depthq import DepthwiseQuantizer  # noqa: E402
-from depthq.quantize.search import nearest_codes  # noqa: E402
+from depthq.quantize.search import nearest_codes, nearest_codes_and_scores  # noqa: E402
 
 from search_reference import brute_force, integer_grid  # noqa: E402
 
@@ -32,10 +32,12 @@ def test_random_vectors_match_the_torch_path_and_brute_force(m, n, k, d):
     g = torch.Generator().manual_seed(m * n + k * d)
     x = torch.randn(m, n, d, generator=g)
     codebooks = torch.randn(m, k, d, generator=g)
-    idx = nearest_codes(x, codebooks, search="triton")
+    idx, scores = nearest_codes_and_scores(x, codebooks, search="triton")
     assert idx.dtype == torch.int64 and idx.shape == (m, n)
-    assert torch.equal(idx, nearest_codes(x, codebooks, search="torch"))
+    ref_idx, ref_scores = nearest_codes_and_scores(x, codebooks, search="torch")
+    assert torch.equal(idx, ref_idx)
     assert torch.equal(idx, brute_force(x, codebooks))
+    assert torch.allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("m, n, k, d", SHAPES)
