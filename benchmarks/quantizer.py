@@ -6,7 +6,7 @@ torch search at several chunk budgets), and the peak memory of a training forwar
 vectors, M=4, D=32, K=8,192. Prints Markdown tables and writes JSON.
 
     python benchmarks/quantizer.py [--device cpu|cuda] [--precision fp32|bf16|fp16]
-                                   [--reps 7] [--all-shapes] [--out PATH]
+                                   [--reps 7] [--all-shapes] [--skip-search] [--out PATH]
 
 ``--precision`` runs the step under autocast with inputs of that dtype (as a bf16/fp16 encoder
 would hand them over); the quantizers' distances stay fp32 in depthq either way.
@@ -50,6 +50,8 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 #: torch-search chunk budgets swept on CUDA (bytes of fp32 scores): 16 MiB (the CPU figure)
 #: to 1 GiB, to choose depthq.quantize.search.CUDA_CHUNK_BYTES_CAP from data
 CUDA_BUDGETS = [2**24, 2**26, 2**28, 2**30]
+#: other tile/warp choices of the Triton kernel, timed next to its default (launch_config)
+TRITON_ALTERNATIVES = {"triton-w8": {"num_warps": 8}, "triton-n128": {"BLOCK_N": 128, "num_warps": 8}}
 MIB = 2**20
 
 
@@ -145,7 +147,11 @@ def bench_search(configs, reps: int, device: torch.device) -> list[dict]:
         }
         if cuda:
             if have_triton():
+                from depthq.quantize.triton_search import triton_nearest_codes
+
                 fns["triton"] = lambda: nearest_codes(x, codes, search="triton")
+                for name, config in TRITON_ALTERNATIVES.items():
+                    fns[name] = lambda c=config: triton_nearest_codes(x, codes, **c)
             for budget in CUDA_BUDGETS:
                 fns[f"search@{budget // MIB}MiB"] = (
                     lambda e=budget // 4: nearest_codes(x, codes, chunk_elements=e))
@@ -189,6 +195,8 @@ def report(steps: list[dict], search: list[dict], memory: dict) -> str:
         rows.append(row)
     out = ["Forward+backward of the quantizer (median), peak memory of the step:", "",
            markdown_table(headers, rows), ""]
+    if not search:
+        return "\n".join(out + [_memory_table(memory, names, have_vqp)])
     variants = [v for v in search[0]["gflops"] if v not in ("matmul", "matmul_chunked")]
     rows = []
     for r in search:
@@ -199,20 +207,23 @@ def report(steps: list[dict], search: list[dict], memory: dict) -> str:
                      *(f"{g[v] / g['matmul']:.0%}" for v in variants),
                      f"{g['search'] / g['matmul_chunked']:.0%}"])
     out += ["Nearest-code search throughput (GFLOP/s = 2*M*N*K*D / time; `search` is the "
-            "default torch path, `triton` the fused kernel, `search@X` the torch path with an "
-            "X score budget):", "",
+            "default torch path, `triton` the fused kernel (`triton-*`: other tiles/warps), "
+            "`search@X` the torch path with an X score budget):", "",
             markdown_table(["M, N, D, K", "GFLOP", *variants, "matmul (same shapes)",
                             "matmul chunked", *(f"{v} / matmul" for v in variants),
                             "search / chunked"], rows), ""]
+    return "\n".join(out + [_memory_table(memory, names, have_vqp)])
+
+
+def _memory_table(memory: dict, names: list[str], have_vqp: bool) -> str:
     p = memory["peak_bytes"]
     mem_names = [n for n in names if n in p]
     row = [f"N={memory['N']}, M={memory['M']}, D={memory['D']}, K={memory['K']}"]
     row += [f"{p[n] / MIB:.0f}" for n in mem_names]
     row += [f"{p['depthq'] / p['vqp']:.3f}"] if have_vqp else []
-    out += ["Peak memory of a training forward:", "",
-            markdown_table(["config"] + [f"{n} MiB" for n in mem_names]
-                           + (["depthq / vqp"] if have_vqp else []), [row])]
-    return "\n".join(out)
+    return "\n".join(["Peak memory of a training forward:", "",
+                      markdown_table(["config"] + [f"{n} MiB" for n in mem_names]
+                                     + (["depthq / vqp"] if have_vqp else []), [row])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed repetitions (median); default 7 on CPU, 25 on CUDA")
     parser.add_argument("--all-shapes", action="store_true",
                         help="also the two large shapes on CPU (always on CUDA)")
+    parser.add_argument("--skip-search", action="store_true",
+                        help="leave out the search table (it is fp32 whatever --precision says)")
     parser.add_argument("--out", default=None, help="JSON path; default "
                         "benchmarks/results/quantizer[-DEVICE-PRECISION].json")
     args = parser.parse_args(argv)
@@ -246,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {where}, {args.precision}, median of {reps}"
           + (f", triton {'on' if have_triton() else 'not installed'}" if cuda else ""))
     steps = bench_steps(configs, reps, device, dtype)
-    search = bench_search(configs + ([] if MEMORY_CONFIG in configs else [MEMORY_CONFIG]),
-                          reps, device)
+    search = [] if args.skip_search else bench_search(
+        configs + ([] if MEMORY_CONFIG in configs else [MEMORY_CONFIG]), reps, device)
     memory = bench_memory(device, dtype)
     print()
     print(report(steps, search, memory))

@@ -87,23 +87,29 @@ def _compiled(interpret: bool):
     return triton.jit(_nearest_kernel)
 
 
-def launch_config(code_dim: int) -> dict[str, int]:
-    """Tile sizes for D: tl.dot needs every tile side >= 16; D above 64 is walked in tiles.
+def launch_config(code_dim: int, **overrides: int) -> dict[str, int]:
+    """Tile sizes and warps for D (``overrides`` replace any of them, for benchmarks).
 
-    Fixed, not autotuned (not measured on a GPU yet; see benchmarks/quantizer.py).
+    tl.dot needs every tile side >= 16, so D is padded to a power of two >= 16; D above 64 is
+    walked in 64-wide tiles. Fixed, not autotuned, and not timed on a GPU yet
+    (benchmarks/quantizer.py --device cuda times this and two alternatives). Compiled ahead of
+    time for sm_90, 4 warps hold D <= 64 in 112-168 registers without spilling; D = 100 spills
+    with 4 warps and not with 8.
     """
     block_d = min(max(16, triton.next_power_of_2(code_dim)), 64)
-    return {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_D": block_d, "ONE_D_TILE": code_dim <= block_d,
-            "num_warps": 4}
+    config = {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_D": block_d, "num_warps": 4 if code_dim <= 64 else 8}
+    config.update(overrides)
+    config["ONE_D_TILE"] = code_dim <= config["BLOCK_D"]
+    return config
 
 
-def triton_nearest_codes(x: Tensor, codebooks: Tensor) -> tuple[Tensor, Tensor]:
+def triton_nearest_codes(x: Tensor, codebooks: Tensor, **config: int) -> tuple[Tensor, Tensor]:
     """(M, N, D) fp32, (M, K, D) fp32 -> (M, N) int64 nearest-code indices and (M, N) fp32
     best scores (see the module docstring).
 
     A non-finite vector has only non-finite scores, so its best score stays non-finite (its
     index is unspecified here; :func:`depthq.quantize.search.nearest_codes_and_scores` sets it
-    to 0).
+    to 0). ``config`` overrides :func:`launch_config` (tile sizes, warps).
     """
     m, n, d = x.shape
     k = codebooks.shape[1]
@@ -112,7 +118,7 @@ def triton_nearest_codes(x: Tensor, codebooks: Tensor) -> tuple[Tensor, Tensor]:
     norms = codebooks.pow(2).sum(-1).contiguous()  # (M, K), the torch path's expression
     out = torch.empty(m, n, dtype=torch.long, device=x.device)
     best = torch.empty(m, n, device=x.device)  # same strides as `out`
-    config = launch_config(d)
+    config = launch_config(d, **config)
     grid = (triton.cdiv(n, config["BLOCK_N"]), m)
     kernel = _compiled(os.environ.get("TRITON_INTERPRET", "0") == "1")
     kernel[grid](

@@ -94,8 +94,9 @@ def test_quantizer_under_autocast_matches_the_cpu_fp32_reference(dtype, learning
     assert torch.equal(out.indices.cpu(), expected.indices)
     assert torch.equal(out.counts.cpu(), expected.counts)
     torch.testing.assert_close(out.loss.cpu(), expected.loss, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(dq.embed.cpu(), ref.embed, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(dq.ema_count.cpu(), ref.ema_count, rtol=1e-6, atol=1e-6)
+    # the EMA arithmetic may round differently (FMA contraction) by a few fp32 ulps
+    torch.testing.assert_close(dq.embed.cpu(), ref.embed, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dq.ema_count.cpu(), ref.ema_count, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("m, n, d, k", SHAPES)

@@ -4,6 +4,9 @@ Skipped without the triton package (CI does not install it: the wheel is several
 The same kernel compiled for a GPU is checked by tests/quantize/test_cuda.py (``pytest -m cuda``).
 """
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -82,3 +85,38 @@ def test_quantizer_with_the_triton_search_trains_like_the_torch_search():
     b = fused(x)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.quantized, b.quantized)
     assert torch.equal(ref.embed, fused.embed)
+
+
+AOT_COMPILE = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from depthq.quantize import triton_search
+
+kernel = triton.jit(triton_search._nearest_kernel)
+for code_dim in (32, 100):  # one D tile; D walked in tiles
+    config = triton_search.launch_config(code_dim)
+    warps = config.pop("num_warps")
+    constants = {"K": 1000, "D": code_dim, **config}
+    signature = {name: "constexpr" if name in constants else
+                 ("*i64" if name == "out_ptr" else "*fp32" if name.endswith("_ptr") else "i32")
+                 for name in kernel.arg_names}
+    source = ASTSource(fn=kernel, signature=signature,
+                       constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
+    target = GPUTarget("cuda", 90, 32)
+    ptx = triton.compile(source, target=target, options={"num_warps": warps}).asm["ptx"]
+    print(code_dim, "fma.rn.f32" in ptx, "tf32" in ptx or "mma" in ptx)
+"""
+
+
+def test_compiles_for_hopper_with_ieee_fp32_products_only(monkeypatch):
+    """Ahead of time, without a GPU (Triton bundles ptxas): the kernel compiles for sm_90 and
+    its PTX multiplies with IEEE fp32 FMAs, with no TF32 tensor-core instruction. In a fresh
+    process: Triton's compiler and its interpreter do not mix in one."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    done = subprocess.run([sys.executable, "-c", AOT_COMPILE], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["32 True False", "100 True False"]
