@@ -54,44 +54,37 @@ def shared_seed_sample(x: Tensor, rows: int, draws: int) -> tuple[Tensor, Tensor
     return samples, weights, uniforms
 
 
-def _pick(mass: Tensor, uniforms: Tensor) -> Tensor:
-    """One index per row drawn with probability proportional to ``mass``: (M, S), (M,) -> (M,).
-
-    Inverse CDF in fp64 (a running sum of fp32 distances loses the small ones otherwise); a row
-    whose mass is all zero is never passed in.
-    """
-    cdf = mass.double().cumsum(-1)  # (M, S)
-    target = (uniforms.double() * cdf[:, -1]).unsqueeze(-1)  # (M, 1), in [0, total)
-    # right=True: the first s with cdf[s] > target, so zero-mass rows are never picked
-    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=mass.shape[1] - 1)
-
-
 def kmeans_plus_plus(samples: Tensor, weights: Tensor, uniforms: Tensor) -> Tensor:
     """k-means++ seeds from a weighted sample: (M, S, D), (S,), (M, K) -> (M, K, D).
 
-    Deterministic given its inputs (the randomness is in ``uniforms``). When every remaining
-    sample coincides with a chosen seed (fewer distinct vectors than K), the next seed is drawn
-    by weight alone, so it duplicates one; Lloyd's iterations leave duplicates empty and the
-    quantizer's dead-code replacement moves them later.
+    Seed j of codebook m is the sample at which the running sum of weight x squared distance
+    to the nearest earlier seed first exceeds uniforms[m, j] times its total (inverse CDF, in
+    fp64 so that small masses are not lost), so the function is deterministic given its
+    inputs and never picks a sample of weight 0. When every sample of weight > 0 coincides
+    with a seed (fewer distinct vectors than K), the next seed is drawn by weight alone and
+    duplicates one; Lloyd's iterations leave duplicates empty and the quantizer's dead-code
+    replacement moves them later. About fifteen small tensor operations per code.
     """
     m, s, d = samples.shape
     k = uniforms.shape[1]
-    weight = weights.unsqueeze(0).expand(m, s)  # (M, S)
+    samples_t = samples.transpose(1, 2).contiguous()  # (M, D, S): one row-times-matrix per seed
     sq_norms = samples.pow(2).sum(-1)  # (M, S)
+    weight_cdf = weights.double().cumsum(0).expand(m, s).contiguous()  # (M, S), the fallback
+    uniforms = uniforms.double()
     seeds = samples.new_empty(m, k, d)
     dist = torch.full_like(sq_norms, float("inf"))  # (M, S) squared distance to nearest seed
-    rows = torch.arange(m, device=samples.device)
-    mass = weight
+    cdf = weight_cdf
     for j in range(k):
         if j:
-            mass = dist * weight
-            mass = torch.where(mass.sum(-1, keepdim=True) > 0, mass, weight)
-        pick = _pick(mass, uniforms[:, j])  # (M,)
-        seed = samples[rows, pick]  # (M, D)
-        seeds[:, j] = seed
-        # ||s - c||^2 = ||s||^2 - 2 s.c + ||c||^2, clamped at 0 against rounding
-        new = torch.baddbmm(sq_norms.unsqueeze(-1), samples, seed.unsqueeze(-1), alpha=-2.0)
-        new = (new.squeeze(-1) + seed.pow(2).sum(-1, keepdim=True)).clamp_(min=0.0)
+            cdf = torch.cumsum(dist * weights, -1, dtype=torch.float64)
+            cdf = torch.where(cdf[:, -1:] > 0, cdf, weight_cdf)
+        # the first s with cdf[s] > u * total: never a zero-mass sample, always < S (u < 1)
+        pick = torch.searchsorted(cdf, uniforms[:, j : j + 1] * cdf[:, -1:], right=True)  # (M, 1)
+        seed = samples.gather(1, pick.unsqueeze(-1).expand(m, 1, d))  # (M, 1, D)
+        seeds[:, j : j + 1] = seed
+        # ||s - c||^2 = ||s||^2 + ||c||^2 - 2 c.s, clamped at 0 against rounding
+        base = (sq_norms + sq_norms.gather(1, pick)).unsqueeze(1)  # (M, 1, S)
+        new = torch.baddbmm(base, seed, samples_t, alpha=-2.0).view(m, s).clamp_(min=0.0)
         dist = torch.minimum(dist, new)
     return seeds
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from depthq import DepthwiseQuantizer
-from depthq.quantize.kmeans import _pick, kmeans, kmeans_plus_plus, shared_seed_sample
+from depthq.quantize.kmeans import kmeans, kmeans_plus_plus, shared_seed_sample
 
 CENTERS = torch.tensor([[-10.0, 0.0], [0.0, 10.0], [10.0, 0.0]])
 
@@ -74,8 +74,18 @@ def test_fewer_distinct_vectors_than_codes_still_seeds():
     assert {tuple(s) for s in seeds[0].tolist()} == {(1.0, 1.0), (2.0, 2.0)}
 
 
-def test_pick_draws_in_proportion_to_mass_and_skips_zero_mass():
-    mass = torch.tensor([[0.0, 1.0, 0.0, 3.0, 0.0]])
-    u = torch.tensor([0.0, 0.2, 0.2499, 0.25, 0.9, 0.999999])
-    picks = [int(_pick(mass, u[i : i + 1])) for i in range(len(u))]
-    assert picks == [1, 1, 1, 3, 3, 3]
+def test_the_first_seed_is_drawn_by_weight_and_zero_weights_are_skipped():
+    samples = torch.tensor([[[float(i), 0.0] for i in range(5)]])  # sample i sits at (i, 0)
+    weights = torch.tensor([0.0, 1.0, 0.0, 3.0, 0.0])  # cumulative 0, 1, 1, 4, 4
+    for u, expected in [(0.0, 1), (0.2, 1), (0.2499, 1), (0.25, 3), (0.9, 3), (0.999999, 3)]:
+        seed = kmeans_plus_plus(samples, weights, torch.tensor([[u]]))
+        assert seed[0, 0, 0].item() == expected, u
+
+
+def test_later_seeds_are_drawn_by_weighted_squared_distance():
+    # samples at 0, 1 and 3 on a line, equal weights; seed 0 at 0: masses 0, 1, 9 (cum 0, 1, 10)
+    samples = torch.tensor([[[0.0], [1.0], [3.0]]])
+    weights = torch.ones(3)
+    for u, expected in [(0.05, 1.0), (0.0999, 1.0), (0.1, 3.0), (0.95, 3.0)]:
+        seeds = kmeans_plus_plus(samples, weights, torch.tensor([[0.0, u]]))
+        assert seeds[0, :, 0].tolist() == [0.0, expected], u

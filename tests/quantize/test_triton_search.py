@@ -11,6 +11,8 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+if torch.cuda.is_available():  # Triton's interpreter and its compiler do not mix in one process
+    pytest.skip("with a GPU, test_cuda.py tests the compiled kernel", allow_module_level=True)
 
 from depthq import DepthwiseQuantizer  # noqa: E402
 from depthq.quantize.search import nearest_codes, nearest_codes_and_scores  # noqa: E402
