@@ -28,7 +28,7 @@ def code_counts(indices: Tensor, codebook_size: int) -> Tensor:
     offsets = torch.arange(m, device=indices.device).unsqueeze(1) * codebook_size
     flat = (indices + offsets).reshape(-1)
     counts = torch.zeros(m * codebook_size, device=indices.device)
-    counts.scatter_add_(0, flat, torch.ones(flat.shape, device=indices.device))
+    counts.scatter_add_(0, flat, torch.ones((), device=indices.device).expand(flat.shape))
     return counts.view(m, codebook_size)
 
 

@@ -358,9 +358,9 @@ class DepthwiseQuantizer(nn.Module):
             # (no extra pass over x to find it) and gets code 0
             idx, scores = nearest_codes_and_scores(flat, embed, self.chunk_elements,
                                                    search=self.search)
-            bad = ~torch.isfinite(scores)  # (M, N)
-            idx.masked_fill_(bad, 0)
-            nonfinite = bad.sum(-1)  # (M,) int64
+            finite = torch.isfinite(scores)  # (M, N)
+            idx.mul_(finite)  # code 0 where not finite
+            nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
             codes = layout.from_codebooks(gather_codes(embed, idx))  # input shape, fp32
             counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
             reset = None

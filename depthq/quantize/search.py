@@ -206,7 +206,7 @@ def nearest_codes(
     :func:`nearest_codes_and_scores` for the arguments.
     """
     idx, scores = nearest_codes_and_scores(x, codebooks, chunk_elements, search=search)
-    return torch.where(torch.isfinite(scores), idx, 0)
+    return idx.mul_(torch.isfinite(scores))  # code 0 where not finite
 
 
 def gather_codes(codebooks: Tensor, indices: Tensor) -> Tensor:
