@@ -22,7 +22,8 @@ from search_reference import brute_force, integer_grid  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def interpreter(monkeypatch):
-    """Run kernels in Triton's CPU interpreter (read when the kernel is jitted)."""
+    """Run kernels in Triton's CPU interpreter (conftest.py sets it before triton is imported;
+    a test that changes it must not leak the change)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
