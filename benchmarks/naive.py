@@ -88,7 +88,7 @@ class NaiveBottleneck(nn.Module):
             ids.append(idx)
             loss = loss + diff
         loss = self.beta * loss / len(self.quantizers)
-        zeros = torch.zeros(len(ids))
+        zeros = torch.zeros(len(ids), device=h.device)
         return QuantizerOutput(torch.cat(quants, 1), torch.stack(ids, 1), loss, loss, loss * 0,
                                zeros, zeros, zeros)
 

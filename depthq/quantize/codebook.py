@@ -1,8 +1,8 @@
-"""Codebook statistics: batch counts and sums, the EMA update, dead codes and k-means.
+"""Codebook statistics: batch counts and sums, the EMA update and dead codes.
 
 Pure functions on tensors with codebooks on a leading axis, so that all M codebooks are
 handled by one call (spec section 1). Shapes: M codebooks, K codes, D dims, N vectors per
-codebook. All statistics are fp32.
+codebook. All statistics are fp32, and nothing here reads a device tensor on the host.
 
 EMA update (soft-EM approximation; van den Oord et al. 2017, appendix), per codebook::
 
@@ -16,16 +16,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from depthq.quantize import distributed
-from depthq.quantize.search import nearest_codes
-
 
 def code_counts(indices: Tensor, codebook_size: int) -> Tensor:
-    """Vectors assigned to each code: (M, N) int64 -> (M, K) fp32."""
+    """Vectors assigned to each code: (M, N) int64 -> (M, K) fp32.
+
+    A scatter-add of ones, not ``torch.bincount``: on CUDA bincount reads the largest index on
+    the host to size its output, a synchronisation per step. Sums of ones are exact in any
+    order, so the result is deterministic on every device.
+    """
     m = indices.shape[0]
     offsets = torch.arange(m, device=indices.device).unsqueeze(1) * codebook_size
     flat = (indices + offsets).reshape(-1)
-    return torch.bincount(flat, minlength=m * codebook_size).view(m, codebook_size).float()
+    counts = torch.zeros(m * codebook_size, device=indices.device)
+    counts.scatter_add_(0, flat, torch.ones((), device=indices.device).expand(flat.shape))
+    return counts.view(m, codebook_size)
 
 
 def code_sums(x: Tensor, indices: Tensor, codebook_size: int) -> Tensor:
@@ -60,44 +64,6 @@ def sample_vectors(x: Tensor, count: int, noise: float = 1e-3) -> Tensor:
     return out.add_(torch.randn_like(out) * scale)
 
 
-def shared_sample_vectors(x: Tensor, count: int) -> Tensor:
-    """:func:`sample_vectors` made identical on every rank: one rank draws each row.
-
-    Each code k is drawn by rank (k mod world_size) from its own batch; the other ranks
-    contribute zeros, and a sum over ranks gives everyone the same (M, count, D) draws.
-    """
-    draws = sample_vectors(x, count)
-    if distributed.world_size() > 1:
-        draws = draws * distributed.owner_mask(count, x.device).view(1, count, 1)
-        distributed.all_reduce_sum_(draws)
-    return draws
-
-
 def dead_code_mask(ema_count: Tensor, eps: float, threshold: float) -> Tensor:
     """(M, K) bool: codes whose smoothed EMA count is below ``threshold``."""
     return smoothed_counts(ema_count, eps) < threshold
-
-
-@torch.no_grad()
-def kmeans(x: Tensor, codebook_size: int, iters: int) -> tuple[Tensor, Tensor]:
-    """Lloyd's k-means for M codebooks at once, synchronised across ranks.
-
-    Args:
-        x: (M, N, D) fp32 vectors of this rank.
-        codebook_size: K.
-        iters: Lloyd iterations.
-
-    Returns:
-        centroids (M, K, D) and the counts (M, K) of the last assignment, over all ranks.
-        A cluster that empties keeps its previous centroid.
-    """
-    centroids = shared_sample_vectors(x, codebook_size)
-    counts = torch.zeros(x.shape[0], codebook_size, device=x.device)
-    for _ in range(iters):
-        idx = nearest_codes(x, centroids)
-        counts = code_counts(idx, codebook_size)
-        sums = code_sums(x, idx, codebook_size)
-        distributed.all_reduce_sum_(counts, sums)
-        means = sums / counts.clamp(min=1.0).unsqueeze(-1)
-        centroids = torch.where(counts.unsqueeze(-1) > 0, means, centroids)
-    return centroids, counts

@@ -25,8 +25,14 @@ from torch import Tensor, nn
 
 from depthq.quantize import codebook as cb
 from depthq.quantize import distributed
+from depthq.quantize.kmeans import kmeans
 from depthq.quantize.layout import AXES, layout_for_indices, layout_for_input
-from depthq.quantize.search import gather_codes, nearest_codes
+from depthq.quantize.search import (
+    SEARCH_BACKENDS,
+    gather_codes,
+    nearest_codes_and_scores,
+    nonfinite_vectors,
+)
 
 LEARNING = ("ema", "gradient")
 
@@ -47,6 +53,12 @@ class QuantizerOutput:
         usage: (M,) fraction of each codebook's codes used at least once in this batch.
         counts: (M, K) vectors assigned to each code in this batch (all ranks when training
             under torch.distributed).
+        nonfinite: (M,) int64 vectors of this batch with a NaN or inf component (or so large
+            that their distances overflow fp32), per codebook, with the same scope as ``counts``.
+            Such a vector gets code 0 (so it is counted in ``counts[:, 0]``); in training a
+            batch with any of them leaves the codebooks untouched. A device tensor: reading it
+            is the caller's choice of when to synchronise. None only when the output was built
+            by other code (e.g. a baseline) that does not count them.
     """
 
     quantized: Tensor
@@ -57,6 +69,7 @@ class QuantizerOutput:
     perplexity: Tensor
     usage: Tensor
     counts: Tensor
+    nonfinite: Tensor | None = None
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -127,7 +140,17 @@ class DepthwiseQuantizer(nn.Module):
         kmeans_iters: Lloyd iterations for ``kmeans_init``.
         coupled: the official "coupled" baseline: the input has D channels and every codebook
             quantizes that same vector; the output is the M quantized copies (M*D channels).
-        chunk_elements: bound on M * n * K score elements per search chunk (memory knob).
+        chunk_elements: bound on M * n * K score elements per search chunk of the torch search
+            (memory knob); None: 2**22 on CPU, a budget from the free memory on CUDA
+            (:func:`depthq.quantize.search.default_chunk_elements`).
+        search: nearest-code backend: "auto" (today the torch path everywhere), "torch", or
+            "triton" (a fused CUDA kernel; needs the triton package). See
+            :mod:`depthq.quantize.search`.
+
+    Precision: codebooks and statistics stay fp32 whatever ``.half()``, ``.double()``,
+    ``.bfloat16()`` or ``.to(dtype)`` asks (only the device follows), distances are computed in
+    fp32 whatever the input's dtype or the surrounding autocast, and ``quantized`` comes back in
+    the input's dtype.
     """
 
     def __init__(
@@ -147,6 +170,7 @@ class DepthwiseQuantizer(nn.Module):
         kmeans_iters: int = 10,
         coupled: bool = False,
         chunk_elements: int | None = None,
+        search: str = "auto",
     ) -> None:
         super().__init__()
         self.num_codebooks = _positive_int("num_codebooks", num_codebooks)
@@ -167,6 +191,8 @@ class DepthwiseQuantizer(nn.Module):
         _positive_int("kmeans_iters", kmeans_iters)
         if chunk_elements is not None:
             _positive_int("chunk_elements", chunk_elements)
+        if search not in SEARCH_BACKENDS:
+            raise ValueError(f"search must be one of {SEARCH_BACKENDS}, got {search!r}")
         m, k, d = self.num_codebooks, self.codebook_size, self.code_dim
         if coupled:
             if axis != "channel":
@@ -195,6 +221,7 @@ class DepthwiseQuantizer(nn.Module):
         self.kmeans_iters = kmeans_iters
         self.coupled = coupled
         self.chunk_elements = chunk_elements
+        self.search = search
 
         embed = torch.randn(m, k, d)
         if learning == "gradient":
@@ -273,7 +300,20 @@ class DepthwiseQuantizer(nn.Module):
             f"num_codebooks={self.num_codebooks}, codebook_size={self.codebook_size}, "
             f"code_dim={self.code_dim}, axis={self.axis!r}, in_channels={self.in_channels}, "
             f"learning={self.learning!r}, coupled={self.coupled}"
+            + (f", search={self.search!r}" if self.search != "auto" else "")
         )
+
+    def _apply(self, fn, recurse=True):
+        """Follow device moves but keep floating tensors fp32: ``.half()``/``.double()``/
+        ``.to(dtype)`` would otherwise round the codebooks and run the EMA in low precision."""
+
+        def device_only(t: Tensor) -> Tensor:
+            moved = fn(t)
+            if t.is_floating_point() and moved.dtype != t.dtype:
+                return t.detach().to(moved.device)
+            return moved
+
+        return super()._apply(device_only, recurse)
 
     # -- forward ---------------------------------------------------------------------------
 
@@ -313,12 +353,19 @@ class DepthwiseQuantizer(nn.Module):
             flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
             if self.training and self._needs_init:
                 self._kmeans_init(flat)
-            idx = nearest_codes(flat, self.embed.detach(), self.chunk_elements)  # (M, N)
-            codes = layout.from_codebooks(gather_codes(self.embed.detach(), idx))  # input shape, fp32
+            embed = self.embed.detach()
+            # (M, N) indices and best scores; a vector that is not finite scores non-finite
+            # (no extra pass over x to find it) and gets code 0
+            idx, scores = nearest_codes_and_scores(flat, embed, self.chunk_elements,
+                                                   search=self.search)
+            finite = torch.isfinite(scores)  # (M, N)
+            idx.mul_(finite)  # code 0 where not finite
+            nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
+            codes = layout.from_codebooks(gather_codes(embed, idx))  # input shape, fp32
             counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
             reset = None
             if self.training:  # after the codes were read: the update is for the next batch
-                reset = self._update(flat, idx, counts)
+                reset = self._update(flat, idx, counts, nonfinite)
             codebook_loss = torch.zeros((), device=x.device)
             if self.learning == "gradient" and flat.numel():
                 # ||sg(x) - q||^2, with no gradient for codes just moved onto new vectors (their
@@ -340,17 +387,18 @@ class DepthwiseQuantizer(nn.Module):
             perplexity=entropy.exp(),
             usage=(counts > 0).float().mean(-1),
             counts=counts,
+            nonfinite=nonfinite,
         )
 
     # -- training-time updates -------------------------------------------------------------
 
     @torch.no_grad()
-    def _update(self, x: Tensor, idx: Tensor, counts: Tensor) -> Tensor | None:
+    def _update(self, x: Tensor, idx: Tensor, counts: Tensor, nonfinite: Tensor) -> Tensor | None:
         """EMA step and dead-code replacement for one training batch.
 
-        ``counts`` is summed over ranks in place, so the caller's usage figures are global.
-        Returns the (M, K) mask of codes moved onto new vectors (None when re-initialisation
-        is off).
+        ``counts`` (M, K) and ``nonfinite`` (M,) are summed over ranks in place, so the caller's
+        figures are global. Returns the (M, K) mask of codes moved onto new vectors (None when
+        re-initialisation is off). Nothing is read on the host.
 
         Under torch.distributed, the batch counts, the batch sums and the replacement
         candidates travel in one all-reduce, so every rank ends with identical codebooks,
@@ -358,11 +406,10 @@ class DepthwiseQuantizer(nn.Module):
         """
         m, k, d = self.embed.shape
         ema = self.learning == "ema"
-        # A non-finite vector on any rank makes `bad` non-zero on every rank after the
+        # A non-finite vector on any rank makes `nonfinite` non-zero on every rank after the
         # all-reduce, and the whole update is then dropped: one bad batch (a NaN from an
         # exploding step) cannot poison the codebooks. No host synchronisation is needed.
-        bad = (~torch.isfinite(x.sum())).float().reshape(1)
-        stats = [counts, bad]
+        stats = [counts, nonfinite]
         if ema:
             stats.append(cb.code_sums(x, idx, k))  # (M, K, D)
         replace = self.dead_code_threshold > 0
@@ -376,7 +423,7 @@ class DepthwiseQuantizer(nn.Module):
             stats += [candidates, valid]
         distributed.all_reduce_sum_(*stats)
         # nothing to learn from an empty global batch (or a non-finite one)
-        ok = (bad[0] == 0) & (counts.sum() > 0)
+        ok = (nonfinite.sum() == 0) & (counts.sum() > 0)
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
         count = self.ema_count.lerp(counts, 1.0 - self.decay)
@@ -400,13 +447,22 @@ class DepthwiseQuantizer(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init(self, x: Tensor) -> None:
-        # A non-finite vector would make NaN centroids that then capture every vector: wait
-        # for a finite batch (one host sync, and only until the codebooks are initialised).
-        bad = (~torch.isfinite(x.sum())).float().reshape(1)
-        distributed.all_reduce_sum_(bad)
-        if bad.item() > 0 or x.shape[1] == 0:
+        """k-means (k-means++ seeding, then Lloyd) on the first usable training batch.
+
+        Usable means: the global batch (all ranks) has vectors and all of them are finite (a
+        NaN centroid would capture every vector). Every rank takes the same decision from
+        all-reduced counts and then enters every collective, even with an empty share, so no
+        rank waits on another. The decision reads two numbers on the host: one
+        synchronisation per training step until the codebooks are initialised (normally
+        exactly once); after that, ``forward`` never comes here.
+        """
+        bad = nonfinite_vectors(x).sum().float()
+        status = torch.stack([bad, x.new_tensor(float(x.shape[1]))])
+        distributed.all_reduce_sum_(status)
+        bad, total = status.tolist()  # the one host read
+        if bad > 0 or total == 0:
             return
-        centroids, counts = cb.kmeans(x, self.codebook_size, self.kmeans_iters)
+        centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.search)
         self.embed.data.copy_(centroids)
         self.ema_count.copy_(counts)
         if self.learning == "ema":

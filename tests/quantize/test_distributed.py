@@ -1,8 +1,11 @@
 """Two CPU processes (gloo): EMA statistics are all-reduced, codebooks stay identical."""
 
+import datetime
 import os
 import socket
+import time
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -10,6 +13,7 @@ import torch.multiprocessing as mp
 from depthq import DepthwiseQuantizer
 
 STEPS = 3
+COLLECTIVE_TIMEOUT = 30  # seconds
 
 
 def batches(seed: int = 0) -> list[torch.Tensor]:
@@ -23,8 +27,9 @@ def make_quantizer(**kwargs) -> DepthwiseQuantizer:
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str, kwargs: dict, split: tuple | None = None) -> None:
+    # a collective that one rank never enters fails after this long instead of hanging
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+                            world_size=world, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT))
     try:
         dq = make_quantizer(**kwargs)  # built after init_process_group is fine too
         torch.manual_seed(1000 + rank)  # different local random draws on each rank
@@ -32,7 +37,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str, kwargs: dict, split:
         for x in batches():
             out = dq(x[bounds[rank] : bounds[rank + 1]])
         torch.save(
-            {"embed": dq.embed, "ema_count": dq.ema_count, "counts": out.counts},
+            {"embed": dq.embed, "ema_count": dq.ema_count, "counts": out.counts,
+             "initialized": dq.initialized},
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -45,8 +51,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_ranks(tmp_path, split=None, **kwargs) -> list[dict]:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), kwargs, split), nprocs=2, join=True)
+def run_two_ranks(tmp_path, split=None, timeout: float = 150.0, **kwargs) -> list[dict]:
+    """Run the worker on two ranks; fail (and kill them) if they are not done in ``timeout``."""
+    ctx = mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path), kwargs, split),
+                             nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"two ranks still running after {timeout:.0f} s: one waits on a "
+                        "collective the other never entered")
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
@@ -74,3 +89,14 @@ def test_a_rank_with_an_empty_batch_still_joins_and_agrees(tmp_path):
     assert torch.equal(ranks[0]["embed"], ranks[1]["embed"])
     assert (ranks[0]["embed"].abs().sum(-1) > 0).all()  # no code was "seeded" by the empty rank
     assert torch.equal(ranks[0]["ema_count"], ranks[1]["ema_count"])
+
+
+def test_kmeans_init_with_an_empty_rank_neither_hangs_nor_diverges(tmp_path):
+    # rank 1's batches are all empty: it must still enter every collective of the k-means
+    # initialisation (and of every step after it), and end with rank 0's codebooks
+    # (a rank stuck in a collective raises after COLLECTIVE_TIMEOUT; the run is killed later)
+    ranks = run_two_ranks(tmp_path, split=(0, 8, 8), kmeans_init=True, dead_code_threshold=1.0)
+    assert bool(ranks[0]["initialized"]) and bool(ranks[1]["initialized"])
+    assert torch.equal(ranks[0]["embed"], ranks[1]["embed"])
+    assert torch.equal(ranks[0]["ema_count"], ranks[1]["ema_count"])
+    assert torch.isfinite(ranks[0]["embed"]).all()
