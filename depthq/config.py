@@ -36,6 +36,7 @@ if typing.TYPE_CHECKING:
     from depthq.data import ImageDataModule
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+LR_SCHEDULES = ("constant", "cosine")
 #: keys of earlier versions, per section class: refused with the new name in the message
 RENAMED = {"ModelConfig": {"levels": "codebook_sizes"}}
 
@@ -94,6 +95,11 @@ class TrainConfig:
     """Adam learning rate (official code: 2e-4)."""
     warmup_steps: int = 0
     """Linear learning-rate warm-up from 0 over this many steps."""
+    lr_schedule: str = "constant"
+    """After the warm-up: "constant" (the official code) or "cosine" decay to
+    ``lr * min_lr_ratio`` at the last step."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the cosine schedule, as a fraction of ``lr``."""
     grad_clip: float = 2.0
     """Clip the gradient norm to this value (official code: 2); 0 disables."""
     skip_grad_norm: float | None = None
@@ -132,6 +138,10 @@ class TrainConfig:
             _check_int(f"train.{name}", getattr(self, name), low)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not (math.isfinite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ConfigError(f"train.min_lr_ratio must be a number in [0, 1], got {self.min_lr_ratio}")
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
             raise ConfigError(f"train.grad_clip must be a finite number >= 0 (0 disables), got {self.grad_clip}")
         if self.skip_grad_norm is not None and not (math.isfinite(self.skip_grad_norm) and self.skip_grad_norm > 0):

@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--quantizers", nargs="+", choices=["dq", "vq", "coupled"])
     a.set_defaults(func=_ablation)
 
+    r = exp.add_parser("recipe", help="the training-recipe sweep behind the demo's defaults, DQ-AE and VQ-VAE",
+                       description="The demo's network trained with one recipe change at a time, then all "
+                       "together, for DQ-AE and VQ-VAE alike; a table against JPEG at the same rate.")
+    _common(r, "results/recipe", data=None)
+    r.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    r.add_argument("--variants", nargs="+", help="recipe variants to run (default: all)")
+    r.set_defaults(func=_recipe)
+
     try:
         from depthq.experiments import static_prior
     except ImportError:  # pragma: no cover
@@ -35,11 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         static_prior.register(exp)
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
+def _common(p: argparse.ArgumentParser, out: str, data: str | None = "photos") -> None:
     p.add_argument("--quick", action="store_true", help="the CPU preset (about 10 minutes on 2 cores)")
     p.add_argument("--out", default=None, help=f"results folder (default: {out}-quick or {out}-full, "
                    "with the changed settings appended, e.g. -steps20)")
-    p.add_argument("--data", default="photos", help="data set (default: the built-in photos)")
+    p.add_argument("--data", default=data, help="data set (default: " + ("the built-in photos)" if data else
+                   "scenes when its packages are installed, else the built-in photos)"))
     p.add_argument("--root", help="folder of the data set")
     p.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
     p.set_defaults(default_out=out)
@@ -47,7 +56,7 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
 
 #: options that change an experiment's settings, and how they name its default folder
 CHANGES = (("steps", "steps"), ("seeds", "seeds"), ("codebook_sizes", "K"), ("code_dims", "D"),
-           ("num_codebooks", "M"), ("quantizers", ""))
+           ("num_codebooks", "M"), ("quantizers", ""), ("variants", ""))
 
 
 def _out(args) -> Path:
@@ -56,7 +65,7 @@ def _out(args) -> Path:
     if args.out:
         return Path(args.out)
     parts = [args.default_out, "quick" if args.quick else "full"]
-    if args.data != "photos":
+    if args.data not in (None, "photos"):
         parts.append(args.data)
     for option, tag in CHANGES:
         value = getattr(args, option, None)
@@ -85,4 +94,19 @@ def _ablation(args) -> int:
                           quantizers=args.quantizers)
     print(result.table)
     print(f"\nwrote {result.out}/results.json, results.md and heatmap.png")
+    return 0
+
+
+def _recipe(args) -> int:
+    from depthq.data.scenes import choose_photo_set
+    from depthq.experiments import recipe
+
+    if args.data is None:
+        choice = choose_photo_set(args.root)
+        print(choice.message)
+        args.data = choice.name
+    result = recipe.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
+                        root=args.root, seeds=args.seeds, steps=args.steps, variants=args.variants)
+    print(result.table)
+    print(f"\nwrote {result.out}/results.json and results.md")
     return 0

@@ -1,0 +1,43 @@
+"""The recipe experiment at toy size: configs per variant, table, JPEG column, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from depthq.errors import UsageError
+from depthq.experiments import recipe
+
+
+def test_variants_change_only_what_they_name():
+    base = recipe.recipe_config("v0.1", "dq", steps=100, batch_size=8, seed=0, data="photos")
+    both = recipe.recipe_config("all", "dq", steps=100, batch_size=8, seed=0, data="photos")
+    assert (base.model.beta, base.model.kmeans_init, base.train.lr_schedule) == (0.25, False, "constant")
+    assert (both.model.beta, both.model.kmeans_init, both.train.lr_schedule, both.train.lr) == (1.0, True, "cosine", 2e-3)
+    assert both.model.channels == base.model.channels and both.data == base.data
+    vq = recipe.recipe_config("v0.1", "vq", steps=100, batch_size=8, seed=0, data="photos")
+    # VQ-VAE: one codebook of M*K codes, the same number of code vectors as DQ-AE's M codebooks of K
+    assert vq.model.codebook_sizes == [k * base.model.num_codebooks for k in base.model.codebook_sizes]
+    assert vq.model.codebooks_per_level * vq.model.codebook_sizes[0] == \
+        base.model.codebooks_per_level * base.model.codebook_sizes[0]
+    with pytest.raises(UsageError, match="recipe variant"):
+        recipe.recipe_config("fast", "dq", steps=1, batch_size=1, seed=0, data="photos")
+
+
+def test_recipe_toy_run_writes_rows_with_the_jpeg_anchor(tmp_path):
+    out = recipe.run(tmp_path / "r", preset_name="toy", data="photos", variants=["v0.1", "all"])
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [(r["variant"], r["model"]) for r in data["rows"]] == [
+        ("v0.1", "DQ-AE"), ("v0.1", "VQ-VAE"), ("all", "DQ-AE"), ("all", "VQ-VAE")]
+    assert len(data["cells"]) == 4
+    for row in out.rows:
+        assert 0 < row.min_perplexity_fraction.mean <= 1
+        assert 0 <= row.min_information_fraction.mean <= 1
+        assert row.jpeg_psnr is not None and math.isfinite(row.jpeg_psnr.mean)
+        # bits per pixel of the codes: at most the uniform prior's capacity (plus a little for the empirical fit)
+        assert 0 < row.rate_bpp.mean
+    assert "JPEG PSNR at the same rate" in out.table
+    lines = (tmp_path / "r" / "results.md").read_text().splitlines()
+    assert any("v0.1" in line and "VQ-VAE" in line and line.startswith("|") for line in lines)
