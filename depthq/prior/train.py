@@ -19,7 +19,6 @@ validates on the whole val split (so all agree), and only rank 0 writes files.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
@@ -43,20 +42,13 @@ from depthq.prior.layout import CodeLayout
 from depthq.prior.model import LN2, PriorModel
 from depthq.prior.rates import code_counts, uniform_rate_bits
 from depthq.train.callbacks import RNGState, SafeCheckpointIO, StepProgress
+from depthq.train.lr import lr_factor
 from depthq.train.loggers import AppendingCSVLogger, trim_history
 from depthq.train.run import LAUNCH_RANK_VARIABLES
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
-def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to ``floor`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class PriorModule(L.LightningModule):
@@ -122,7 +114,8 @@ class PriorModule(L.LightningModule):
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                                        {"params": rest, "weight_decay": 0.0}], lr=t.lr, betas=(0.9, 0.95))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, t.warmup_steps, t.steps))
+            optimizer, lambda step: lr_factor(
+                step, warmup_steps=t.warmup_steps, total_steps=t.steps + 1, schedule="cosine", min_ratio=0.1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from depthq.config import RunConfig
 from depthq.evaluate.evaluator import Evaluator, ema_prior
 from depthq.evaluate.result import EvalOptions, EvalResult, RunSource
+from depthq.train.lr import lr_factor
 from depthq.models import HierarchicalAutoencoder
 
 log = logging.getLogger(__name__)
@@ -59,28 +60,6 @@ class SkippingAdam(torch.optim.Adam):
             return loss
         super().step()
         return loss
-
-
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear warm-up of the learning rate: (step + 1) / warmup_steps, then 1."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-
-
-def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str = "constant",
-              min_ratio: float = 0.0) -> float:
-    """Learning rate of optimizer step ``step`` (0-based) as a fraction of ``train.lr``.
-
-    Linear warm-up over ``warmup_steps``; then 1 ("constant"), or a cosine from 1 down to
-    ``min_ratio`` at the last step ``total_steps - 1`` ("cosine").
-    """
-    factor = warmup_factor(step, warmup_steps)
-    if schedule == "constant" or step < warmup_steps:
-        return factor
-    if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
-    span = max(total_steps - 1 - warmup_steps, 1)
-    progress = min(max(step - warmup_steps, 0) / span, 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class DQModule(L.LightningModule):
