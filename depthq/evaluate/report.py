@@ -259,6 +259,15 @@ def read_eval(path: str | os.PathLike) -> EvalResult:
     return EvalResult.from_dict(values, origin=str(path))
 
 
+def _reusable(previous: EvalResult, run_dir: str | os.PathLike, options: EvalOptions) -> bool:
+    """Whether a saved evaluation has every figure ``options`` ask for: the same options, the
+    sections asked for (a file written before they existed has none), the current learned prior."""
+    return (previous.options.same_figures(options)
+            and (previous.anchors is not None or not options.anchors)
+            and (previous.codec is not None or not options.codec_images)
+            and prior_is_current(previous, run_dir, options))
+
+
 @dataclass
 class Comparison:
     table: str
@@ -286,8 +295,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
                 previous = read_eval(cached)
             except SchemaError:  # written by another version: evaluate again
                 previous = None
-        if (previous is not None and previous.options.same_figures(options)
-                and prior_is_current(previous, run, options)):
+        if previous is not None and _reusable(previous, run, options):
             results[name] = previous
         else:  # missing, made with other options, or a prior was trained since: evaluate again
             results[name] = write_eval(run, options, progress=progress).result

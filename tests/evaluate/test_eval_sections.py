@@ -6,12 +6,14 @@ independent computation on the same weights), evaluated on the val images of the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 import depthq
+from depthq.atomic import write_json
 from depthq.cli import main
 from depthq.config import DataConfig, RunConfig
 from depthq.data import ImageSet, get_dataset
@@ -161,6 +163,11 @@ def test_compare_evaluates_again_once_a_prior_was_trained(runs, tmp_path):
     assert "total bits/dim, learned prior" in second.table
     third = compare_runs([run], tmp_path / "c3", options, progress=False)  # reused now
     assert third.results["run"] == second.results["run"]
+    # a file that says anchors=True but holds none (written before the section existed): evaluated again
+    stale = dataclasses.replace(third.results["run"], options=dataclasses.replace(options, anchors=True))
+    write_json(run / "eval-val" / "eval.json", stale.to_dict())
+    fresh = compare_runs([run], tmp_path / "c4", stale.options, progress=False).results["run"]
+    assert fresh.anchors is not None and fresh.rate("learned") == stale.rate("learned")
 
 
 def test_the_codec_section_measures_real_files(runs, tmp_path):
