@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval-<split>)")
     _common(p)
-    p.add_argument("--prior", metavar="PATH", help="the learned prior's folder (default: RUN_DIR/prior if trained "
-                   "for these weights; a prior for other weights is refused)")
+    p.add_argument("--prior", metavar="PATH", help="the learned prior's folder, refused if trained for other weights "
+                   "or another image size (default: RUN_DIR/prior when trained for these weights)")
     p.add_argument("--codec", action="store_true",
                    help="also compress the first --codec-images evaluated images to real .dqz files (needs a "
                    "learned prior) and report their sizes, round trips and speed")
