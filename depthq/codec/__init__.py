@@ -5,7 +5,9 @@
 - ``measure(model, prior, images) -> CodecMeasurement``: real files both ways, every lossless round
   trip verified, sizes against the ideal code length (``ideal_bits``), PSNR and speed;
 - ``pillow_bits_per_dim`` (PNG, WebP lossless) and ``pillow_lossy_at_rate`` (JPEG, WebP at a
-  matched rate): the reference codecs on the same images.
+  matched rate): the reference codecs on the same images;
+- ``CodecSection`` (``measure_section``): those figures as the ``codec`` section of an evaluation
+  (``depthq eval --codec``).
 """
 
 from depthq.codec.coder import Codec, tiles
@@ -20,6 +22,7 @@ from depthq.codec.measure import (
     pillow_lossy,
     pillow_lossy_at_rate,
 )
+from depthq.codec.section import CodecSection, measure_section
 
-__all__ = ["EXTENSION", "HEADER_BYTES", "Codec", "CodecError", "CodecMeasurement", "IdealBits", "LossyPoint",
-           "ideal_bits", "measure", "pillow_bits_per_dim", "pillow_lossy", "pillow_lossy_at_rate", "tiles"]
+__all__ = ["EXTENSION", "HEADER_BYTES", "Codec", "CodecError", "CodecMeasurement", "CodecSection", "IdealBits", "LossyPoint",
+           "ideal_bits", "measure", "measure_section", "pillow_bits_per_dim", "pillow_lossy", "pillow_lossy_at_rate", "tiles"]

@@ -124,11 +124,9 @@ def run_decompress(args: argparse.Namespace) -> int:
 
 
 def _compress_split(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from depthq.atomic import atomic_write, write_json
     from depthq.codec.format import EXTENSION
-    from depthq.codec.measure import measure_files, pillow_bits_per_dim, pillow_lossy_at_rate
+    from depthq.codec.section import measure_section
     from depthq.prior.data import RunData
     from depthq.tables import markdown_table
 
@@ -144,25 +142,22 @@ def _compress_split(args: argparse.Namespace) -> int:
         raise RunDirError(f"{out} exists and is not empty (pass --force, or another --out)")
     print(f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
           "decompressing and checking every file ...")
-    measurement, lossless, lossy = measure_files(model, prior, images, codec=codec, empirical=info.empirical_prior())
+    section, lossless, lossy = measure_section(model, prior, images, codec=codec, empirical=info.empirical_prior())
     for folder, files in (("lossless", lossless), ("lossy", lossy)):
         for i, data_bytes in enumerate(files):
             atomic_write(out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b))
-    png, webp = pillow_bits_per_dim(images, "PNG"), pillow_bits_per_dim(images, "WEBP")
-    rate = measurement.lossy_payload_bits_per_pixel  # the mosaic amortises the references' headers
-    references = [pillow_lossy_at_rate(images, fmt, rate) for fmt in ("JPEG", "WEBP")]
+    figures = section.to_dict()
     summary = {"run_dir": str(args.run_dir), "data": data.name, "split": args.split, "images": len(images),
-               "codec": measurement.to_dict(), "png_bits_per_dim": png, "webp_lossless_bits_per_dim": webp,
-               "lossy_references": [dataclasses.asdict(r) for r in references]}
+               "codec": figures.pop("measurement"), **figures}
     write_json(out / "summary.json", summary)
-    m = measurement
+    m = section.measurement
     rows = [
         ["learned prior total (ideal code length: -log2 p(z) - log2 p(x|z))", f"{m.model_bits_per_dim:.4f}"],
         [f"depthq lossless files, payload (header of {m.header_bytes} bytes excluded)",
          f"{m.lossless_payload_bits_per_dim:.4f}"],
         ["depthq lossless files, whole file", f"{m.lossless_bits_per_dim:.4f}"],
-        ["PNG (Pillow, level 9, one file per image)", f"{png:.4f}"],
-        ["WebP lossless (Pillow, method 6, one file per image)", f"{webp:.4f}"],
+        ["PNG (Pillow, level 9, one file per image)", f"{section.png_bits_per_dim:.4f}"],
+        ["WebP lossless (Pillow, method 6, one file per image)", f"{section.webp_lossless_bits_per_dim:.4f}"],
         ["  distortion -log2 p(x|z) (paper convention)", f"{m.distortion_bits_per_dim:.4f}"],
         ["  rate of the codes, learned prior", f"{m.rate_bits_per_dim:.4f}"],
     ]
@@ -179,7 +174,7 @@ def _compress_split(args: argparse.Namespace) -> int:
     print(f"lossy (codes only): {m.lossy_bits_per_pixel:.3f} bits per pixel with the header "
           f"({m.lossy_payload_bits_per_pixel:.3f} without), PSNR {m.lossy_psnr:.2f} dB; "
           f"{m.lossy_compress_images_per_s:.1f} images/s compressing, {m.lossy_decompress_images_per_s:.1f} decompressing")
-    for r in references:
+    for r in section.lossy_references:
         print(f"  {r.fmt} at the nearest rate (quality {r.quality}, all images tiled into one file): "
               f"{r.bits_per_pixel:.3f} bits per pixel, PSNR {r.psnr:.2f} dB")
     print(f"files and summary.json: {out}")

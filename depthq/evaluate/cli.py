@@ -20,6 +20,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--correction", default="none", choices=["none", "miller-madow"],
                    help="estimator of the entropies, MI and information: plug-in or Miller-Madow")
+    p.add_argument("--no-prior", action="store_true",
+                   help="no learned prior (default: the run's own RUN_DIR/prior when trained for these weights)")
+    p.add_argument("--no-anchors", action="store_true",
+                   help="skip PNG, WebP and JPEG on the evaluated images (measured once per image set, cached)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval-<split>)")
     _common(p)
+    p.add_argument("--prior", metavar="PATH", help="the learned prior's folder, refused if trained for other weights "
+                   "or another image size (default: RUN_DIR/prior when trained for these weights)")
+    p.add_argument("--codec", action="store_true",
+                   help="also compress the first --codec-images evaluated images to real .dqz files (needs a "
+                   "learned prior) and report their sizes, round trips and speed")
+    p.add_argument("--codec-images", type=int, default=100, metavar="N",
+                   help="images for --codec (default 100)")
     p.set_defaults(func=run_eval)
 
     c = sub.add_parser("compare", help="compare several runs in one table and one MI figure",
@@ -47,12 +58,21 @@ def options_from_args(args: argparse.Namespace):
     """The ``EvalOptions`` of the command line (validated there)."""
     import torch
 
+    from depthq.errors import UsageError
     from depthq.evaluate.result import EvalOptions
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    explicit = getattr(args, "prior", None)
+    if explicit and args.no_prior:
+        raise UsageError("give --prior PATH or --no-prior, not both")
+    codec = getattr(args, "codec", False)
+    if codec and args.codec_images < 1:
+        raise UsageError(f"--codec-images must be >= 1, got {args.codec_images}")
     return EvalOptions(split=args.split, weights=args.weights, prior_images=args.prior_images,
                        batch_size=args.batch_size, precision=args.precision, correction=args.correction,
-                       device=device, data=args.data, root=args.root)
+                       device=device, data=args.data, root=args.root,
+                       prior=None if args.no_prior else explicit or "auto", anchors=not args.no_anchors,
+                       codec_images=args.codec_images if codec else 0)
 
 
 def run_eval(args) -> int:
@@ -60,6 +80,7 @@ def run_eval(args) -> int:
 
     report = write_eval(args.run_dir, options_from_args(args), args.out)
     print(format_table({Path(args.run_dir).name: report.result}))
+    print(f"\n{report.evaluation.prior_note}")
     print(f"\nwrote {report.out}/eval.json, report.md and {', '.join(report.figures.values())}")
     return 0
 

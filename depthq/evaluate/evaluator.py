@@ -63,6 +63,7 @@ class Evaluator:
         self._nll: Tensor | None = None
         self._squared_error: Tensor | None = None
         self._rate_bits: list[Tensor] | None = None
+        self._nonfinite: list[Tensor | int] = [0] * config.num_levels  # per level, summed over codebooks
 
     @torch.no_grad()
     def update(self, x: Tensor, out: AutoencoderOutput | None = None) -> Tensor:
@@ -88,6 +89,8 @@ class Evaluator:
         self._rate_bits = rates if self._rate_bits is None else [a + b for a, b in zip(self._rate_bits, rates)]
         for stats, z in zip(self.codes, out.indices):
             stats.update(z)
+        self._nonfinite = [n if level.nonfinite is None else n + level.nonfinite.sum()
+                           for n, level in zip(self._nonfinite, out.levels)]
         self.images += x.shape[0]
         return recon
 
@@ -123,6 +126,7 @@ class Evaluator:
             mutual_information=(tuple(tuple(r) for r in stats.mutual_information(correction).tolist())
                                 if stats.pairwise else None),
             entropy_map=None if entropy_map is None else tuple(tuple(tuple(r) for r in m) for m in entropy_map.tolist()),
+            nonfinite=int(self._nonfinite[index]),
         )
 
 

@@ -36,6 +36,13 @@ class EvalOptions:
     """Evaluate on this data set instead of the run's own."""
     root: str | None = None
     """Folder of that data set."""
+    prior: str | None = "auto"
+    """Learned prior of the ``learned`` rate: "auto" (the run's own ``RUN_DIR/prior`` when one was
+    trained for these weights), the folder of a prior, or None (no learned prior)."""
+    anchors: bool = True
+    """Also measure PNG, WebP and JPEG on the evaluated images (cached; a saved run's evaluation only)."""
+    codec_images: int = 0
+    """Compress the first N evaluated images to real .dqz files (needs a learned prior); 0: no."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -49,8 +56,13 @@ class EvalOptions:
         if self.prior_images is not None and (not isinstance(self.prior_images, int) or self.prior_images < 0):
             raise ConfigError(f"prior_images must be an int >= 0 (0: no empirical prior) or None, "
                               f"got {self.prior_images!r}")
+        if isinstance(self.codec_images, bool) or not isinstance(self.codec_images, int) or self.codec_images < 0:
+            raise ConfigError(f"codec_images must be an int >= 0 (0: no codec measurement), got {self.codec_images!r}")
+        if self.prior is not None and (not isinstance(self.prior, str) or not self.prior):
+            raise ConfigError(f"prior must be 'auto', a prior's folder or None, got {self.prior!r}")
 
-    FIGURE_FIELDS = ("split", "weights", "prior_images", "precision", "correction", "data", "root")
+    FIGURE_FIELDS = ("split", "weights", "prior_images", "precision", "correction", "data", "root", "prior",
+                     "anchors", "codec_images")
 
     def same_figures(self, other: EvalOptions) -> bool:
         """Whether an evaluation with ``other`` gives the same figures (batch size and device

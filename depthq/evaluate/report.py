@@ -23,7 +23,7 @@ from depthq.evaluate import figures
 from depthq.evaluate.bits import CodePrior
 from depthq.evaluate.evaluator import autocast
 from depthq.evaluate.result import PRIORS, EvalOptions, EvalResult, LevelStats
-from depthq.evaluate.run import RunEvaluation, evaluate_run
+from depthq.evaluate.run import RunEvaluation, evaluate_run, prior_is_current
 from depthq.tables import markdown_table
 
 NO_LIKELIHOOD = "n/a (no likelihood)"
@@ -85,6 +85,14 @@ def _rows(results: Mapping[str, EvalResult]) -> list[Row]:
     ]
 
 
+def _nonfinite_rows(results: Mapping[str, EvalResult]) -> list[tuple[str, list[str]]]:
+    """A warning row when any result quantized non-finite encoder outputs (none normally)."""
+    if not any(lv.nonfinite for r in results.values() for lv in r.levels):
+        return []
+    return [("WARNING non-finite encoder vectors (per level)",
+             [" / ".join(str(lv.nonfinite) for lv in r.levels) for r in results.values()])]
+
+
 def _section_rows(results: Mapping[str, EvalResult]) -> list[tuple[str, list[str]]]:
     """Rows of the results' sections (anchors, codec): a run without that section reads n/a."""
     labels: list[str] = []
@@ -103,7 +111,7 @@ def format_table(results: Mapping[str, EvalResult], extra: Sequence[tuple[str, S
     one text per column)."""
     names = list(results)
     table = [[label, *(fn(results[n]) for n in names)] for label, fn in _rows(results)]
-    for label, texts in [*_section_rows(results), *extra]:
+    for label, texts in [*_nonfinite_rows(results), *_section_rows(results), *extra]:
         if len(texts) != len(names):
             raise ValueError(f"row {label!r} has {len(texts)} cells for {len(names)} columns")
         table.append([label, *texts])
@@ -138,6 +146,8 @@ def format_report(result: EvalResult, figure_files: Mapping[str, str] = {}) -> s
               f"Entropy, MI and information estimates: {opt.estimator}. Information per position is the "
               "joint entropy of a position's codes (the sum of the codebooks' entropies minus their "
               "total correlation); a plug-in estimate from N positions cannot exceed log2 N bits.", ""]
+    if src is not None and src.run_dir is not None:
+        lines += [_learned_prior_line(result), ""]
     for section in result.sections:
         lines += [section.report_markdown(), ""]
     for lv in result.levels:
@@ -152,14 +162,28 @@ def format_report(result: EvalResult, figure_files: Mapping[str, str] = {}) -> s
             mi = lv.mean_offdiagonal_mi
             parts.append(("" if mi is None else f"mean off-diagonal MI {mi:.4f} nats; ")
                          + f"total correlation {lv.total_correlation:.3f} nats")
-        lines += ["; ".join(parts) + ".", "",
-                  "| codebook | entropy (nats) | perplexity | codes used | dead codes |", "|---|---|---|---|---|"]
+        lines += ["; ".join(parts) + ".", ""]
+        if lv.nonfinite:
+            lines += [f"**Warning:** {lv.nonfinite:,} encoder vectors of this level (one per codebook and "
+                      "position) had a NaN or infinite component; the quantizer gave them code 0, so every "
+                      "figure above counts them as code 0.", ""]
+        lines += ["| codebook | entropy (nats) | perplexity | codes used | dead codes |", "|---|---|---|---|---|"]
         for m, (h, p, u, d) in enumerate(zip(lv.entropies, lv.perplexities, lv.used_fractions, lv.dead_codes)):
             lines.append(f"| {m} | {h:.3f} | {p:.1f} | {u:.0%} | {d} |")
         lines.append("")
     if figure_files:
         lines += ["## Figures", "", *(f"![{name}]({file})" for name, file in figure_files.items())]
     return "\n".join(lines) + "\n"
+
+
+def _learned_prior_line(result: EvalResult) -> str:
+    src = result.source
+    if src.prior is not None:
+        return f"Learned prior: `{src.prior}` (the `learned` rows)."
+    if result.options.prior is None:
+        return "Learned prior: not used (--no-prior)."
+    return (f"Learned prior: none for these weights; `depthq prior train {src.run_dir}` trains one, and "
+            "`depthq eval` then adds `total bits/dim, learned prior`.")
 
 
 @dataclass
@@ -235,6 +259,15 @@ def read_eval(path: str | os.PathLike) -> EvalResult:
     return EvalResult.from_dict(values, origin=str(path))
 
 
+def _reusable(previous: EvalResult, run_dir: str | os.PathLike, options: EvalOptions) -> bool:
+    """Whether a saved evaluation has every figure ``options`` ask for: the same options, the
+    sections asked for (a file written before they existed has none), the current learned prior."""
+    return (previous.options.same_figures(options)
+            and (previous.anchors is not None or not options.anchors)
+            and (previous.codec is not None or not options.codec_images)
+            and prior_is_current(previous, run_dir, options))
+
+
 @dataclass
 class Comparison:
     table: str
@@ -262,9 +295,9 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
                 previous = read_eval(cached)
             except SchemaError:  # written by another version: evaluate again
                 previous = None
-        if previous is not None and previous.options.same_figures(options):
+        if previous is not None and _reusable(previous, run, options):
             results[name] = previous
-        else:  # missing, or made with other options: evaluate again
+        else:  # missing, made with other options, or a prior was trained since: evaluate again
             results[name] = write_eval(run, options, progress=progress).result
     table = format_table(results)
     panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}\n")]

@@ -56,6 +56,12 @@ class RunSource:
     step: int | None
     parameters: int
     quantizer: str
+    weights_digest: str | None = None
+    """``state_digest`` of the evaluated weights (what a learned prior must have been trained on)."""
+    prior: str | None = None
+    """Folder of the learned prior of the ``learned`` rate; None: no learned prior."""
+    prior_digest: str | None = None
+    """``state_digest`` of that prior."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -148,6 +154,9 @@ class LevelStats:
     """(M, M) pairwise MI in nats, entropies on the diagonal; None for M = 1 or not measured."""
     entropy_map: tuple[tuple[tuple[float, ...], ...], ...] | None = None
     """(M, h, w) entropy per codebook and position, nats; None when not measured."""
+    nonfinite: int = 0
+    """Encoder vectors (one per codebook and position, over the N positions) with a NaN or
+    infinite component: the quantizer gave them code 0. Zero for a healthy model."""
 
     @property
     def capacity_bits(self) -> float:

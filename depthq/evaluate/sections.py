@@ -31,7 +31,7 @@ class ResultSection(Protocol):
 
 SECTIONS = ("anchors", "codec")
 #: where the reader of each section lives (imported on first read, where it registers itself)
-SECTION_MODULES = {"anchors": "depthq.evaluate.anchors", "codec": "depthq.codec"}
+SECTION_MODULES = {"anchors": "depthq.evaluate.anchor_section", "codec": "depthq.codec.section"}
 _SECTION_READERS: dict[str, Callable[[Mapping], ResultSection]] = {}
 
 
