@@ -18,8 +18,8 @@ PSNR of the mean reconstruction, distortion bits/dim, total bits/dim under the e
 the codes' rate in bits per pixel, the smallest codebook perplexity as a fraction of K (target
 at least 1/8: no collapsed codebook), the smallest level's effective information per position
 as a fraction of its capacity M*log2 K (target at least 1/2: no redundant codebooks), and
-JPEG's PSNR at the same rate on the same images (Pillow, optimised Huffman tables, 4:2:0, a
-quality sweep interpolated to the rate).
+JPEG's PSNR at the same rate on the same images (Pillow, optimised Huffman tables, the better of
+4:2:0 and 4:4:4, a quality sweep interpolated to the rate; see ``depthq.evaluate.anchors``).
 """
 
 from __future__ import annotations
@@ -171,15 +171,12 @@ class RecipeOutcome:
 
 
 def _jpeg_at(results: list[CellResult]):
-    """JPEG PSNR at each cell's rate, measured once on the test images (None if it cannot be)."""
-    from depthq.evaluate.anchors import measure_anchors
+    """JPEG PSNR at a rate, read on the test images' cached anchors (the better chroma subsampling)."""
+    from depthq.evaluate.anchor_section import cached_anchors
 
-    config = results[0].cell.config
-    images = config.datamodule().dataset("test")
-    rates = sorted({round(_bpp(c), 6) for c in results})
-    anchors = measure_anchors(images.images, rates, lossless=False)
-    curve = anchors.curve("JPEG 4:2:0" if config.model.image_channels == 3 else "JPEG")
-    return lambda bpp: curve.psnr_at(bpp).value
+    images = results[0].cell.config.datamodule().dataset("test").images
+    anchors, _ = cached_anchors(images)
+    return lambda bpp: anchors.best_psnr_at(bpp, "JPEG")[1].value
 
 
 def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: str | None = None,
