@@ -1,23 +1,34 @@
-"""``depthq demo``: the main job on the built-in photos, DQ-AE next to VQ-VAE.
+"""``depthq demo``: the main job on real photos, DQ-AE next to VQ-VAE, over several seeds.
 
-Trains a small DQ-AE and a VQ-VAE with identical network, data, seed and budget (only the
+Trains a small DQ-AE and a VQ-VAE with identical network, data, recipe and budget (only the
 quantizer differs: M=4 codebooks of K=64 codes versus one codebook of M*K = 256 codes, the
-same number of code vectors), evaluates both on the held-out test photos, and prints a
-side-by-side table; the table, the run directories and the pictures go to the output folder.
-"""
+same number of code vectors), each with several seeds; fits a learned prior over the codes of
+the first seed's models; evaluates every run on the held-out test scenes next to PNG, WebP and
+JPEG on the same images; and prints one table with the mean and spread over seeds and a verdict
+that says whether the difference is larger than that spread. The table, the run directories
+and the pictures go to the output folder.
 
+Data: the ``scenes`` photo set (48 scenes, split by scene) when its Debian packages are
+installed (``make scenes``), else the 11 bundled photos, with a message saying which ran.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from depthq.atomic import write_json, write_text
-from depthq.config import RunConfig, config_from_dict
+from depthq.config import RunConfig
+from depthq.errors import UsageError
 from depthq.evaluate import figures
 from depthq.evaluate.report import format_table, mi_panels, sample_reconstructions, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
+from depthq.tables import markdown_table
 from depthq.train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
@@ -27,21 +38,26 @@ DEMO_MODEL = {
     "channels": 64, "res_channels": 32, "res_blocks": 2, "coder_blocks": 2, "stride": 2,
     "codebook_sizes": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
 }
-DEMO_STEPS = 1600
+#: The recipe variant of ``depthq experiment recipe`` the demo trains with (README, "Training recipe").
+DEMO_RECIPE = "all"
+DEMO_STEPS = 1000
+DEMO_SEEDS = (0, 1)
 QUICK_STEPS = 60
+#: The learned prior of the demo: fewer steps and training images than `depthq prior train`'s defaults.
+DEMO_PRIOR = ("train.steps=600", "train.max_train_images=16384")
+QUICK_PRIOR = ("train.steps=10", "train.max_train_images=256", "train.max_val_images=64", "train.val_every=10")
 MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
-def demo_config(quantizer: str, steps: int, batch_size: int = 32) -> RunConfig:
-    model = dict(DEMO_MODEL, quantizer=quantizer)
-    if quantizer == "vq":  # the same number of code vectors: one codebook of M*K codes
-        model["codebook_sizes"] = [k * model["num_codebooks"] for k in model["codebook_sizes"]]
-    return config_from_dict({
-        "model": model,
-        "data": {"name": "photos", "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},
-        "train": {"steps": steps, "lr": 1e-3, "warmup_steps": min(100, steps // 10),
-                  "val_every": max(steps // 3, 1), "checkpoint_every": max(steps // 3, 1), "seed": 0},
-    })
+def demo_config(quantizer: str, steps: int, batch_size: int = 32, *, seed: int = 0,
+                data: str = "photos") -> RunConfig:
+    """The demo's run config: the demo network trained with ``DEMO_RECIPE``."""
+    from depthq.experiments.recipe import recipe_config
+
+    config = recipe_config(DEMO_RECIPE, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
+    every = max(steps // 3, 1)  # three validations: training curves in each run's report
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, val_every=every,
+                                                                  checkpoint_every=every))
 
 
 def _fresh_dir(out: Path) -> Path:
@@ -55,75 +71,227 @@ def _fresh_dir(out: Path) -> Path:
 
 @dataclass
 class DemoRun:
-    """One model of the demo: its training summary and its test evaluation."""
+    """One trained and evaluated model of the demo."""
 
     label: str
+    seed: int
     config: RunConfig
     summary: TrainSummary
     result: EvalResult
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A figure over seeds: its values, mean and sample standard deviation."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def format(self, digits: int) -> str:
+        if not self.values or any(math.isnan(v) for v in self.values):
+            return "n/a"
+        if len(self.values) == 1:
+            return f"{self.values[0]:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+    def overlaps(self, other: Spread) -> bool:
+        """Whether the ranges of the two sets of values overlap."""
+        return max(self.values) >= min(other.values) and max(other.values) >= min(self.values)
+
+
+def code_rate_bpp(run: DemoRun) -> float:
+    """The codes' rate in bits per pixel under the empirical prior (uniform if none was fitted)."""
+    rate = run.result.rate("empirical") or run.result.rate("uniform")
+    return rate.bits_per_image * run.config.model.image_channels / run.result.dims
+
+
+def _anchor_psnr(run: DemoRun, codec: str) -> float:
+    anchors = run.result.anchors
+    if anchors is None:
+        return math.nan
+    bpp = code_rate_bpp(run)
+    value = anchors.jpeg_at(bpp)[1] if codec == "JPEG" else anchors.webp_at(bpp)
+    return math.nan if value.extrapolated else value.value
+
+
+def _lossless(run: DemoRun, codec: str) -> float:
+    anchors = run.result.anchors
+    return math.nan if anchors is None else anchors.anchors.lossless_anchor(codec).bits_per_dim
+
+
+#: (label, digits, figure of one run) of the demo table
+FIGURES = (
+    ("test PSNR (dB) of the mean reconstruction", 2, lambda r: r.result.psnr),
+    ("JPEG PSNR (dB) at the model's code rate", 2, lambda r: _anchor_psnr(r, "JPEG")),
+    ("WebP PSNR (dB) at the model's code rate", 2, lambda r: _anchor_psnr(r, "WebP")),
+    ("code rate, bits/pixel (empirical prior)", 3, code_rate_bpp),
+    ("distortion bits/dim (paper convention)", 3, lambda r: r.result.distortion),
+    ("total bits/dim, uniform prior", 3, lambda r: r.result.total("uniform")),
+    ("total bits/dim, empirical prior", 3, lambda r: r.result.total("empirical") or math.nan),
+    ("PNG bits/dim (one file per image)", 3, lambda r: _lossless(r, "PNG")),
+    ("WebP-lossless bits/dim (one file per image)", 3, lambda r: _lossless(r, "WebP lossless")),
+    ("smallest codebook perplexity / K", 3,
+     lambda r: min(p / lv.codebook_size for lv in r.result.levels for p in lv.perplexities)),
+    *((f"information per position / capacity, level {i}", 3,
+       (lambda i: lambda r: r.result.levels[i].information_fraction)(i)) for i in range(len(DEMO_MODEL["codebook_sizes"]))),
+    ("training time (s)", 0, lambda r: r.summary.train_seconds),
+)
+#: figures the verdict compares: (label, higher is better)
+VERDICT = (("test PSNR (dB) of the mean reconstruction", True), ("distortion bits/dim (paper convention)", False),
+           ("total bits/dim, empirical prior", False))
+
+
+def spreads(runs: dict[str, list[DemoRun]]) -> dict[str, dict[str, Spread]]:
+    """{figure label: {model label: Spread over its seeds}}."""
+    return {label: {model: Spread(tuple(float(fn(r)) for r in rs)) for model, rs in runs.items()}
+            for label, _, fn in FIGURES}
+
+
+def verdict(values: dict[str, dict[str, Spread]]) -> list[str]:
+    """One line per compared figure: the difference of the means, and whether the seeds' ranges
+    overlap (then the difference is within the spread over seeds: no verdict)."""
+    lines = []
+    for label, higher in VERDICT:
+        dq, vq = values[label]["DQ-AE"], values[label]["VQ-VAE"]
+        if any(math.isnan(v) for v in dq.values + vq.values):
+            continue
+        diff = dq.mean - vq.mean
+        better = "DQ-AE" if (diff > 0) == higher else "VQ-VAE"
+        if len(dq.values) < 2:
+            lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f} with one seed: no spread measured, no verdict")
+        elif dq.overlaps(vq):
+            lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f}, within the spread over seeds "
+                         f"(the seeds' ranges overlap): no verdict")
+        else:
+            lines.append(f"- {label}: {better} is better by {abs(diff):.3f}; every seed of one model beats every "
+                         f"seed of the other ({len(dq.values)} seeds each)")
+    return lines
+
+
 def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS, quick: bool = False,
-             batch_size: int = 32) -> dict[str, DemoRun]:
-    """Train and evaluate both models; returns them by label and writes them to ``out``."""
+             batch_size: int = 32, seeds: Sequence[int] = DEMO_SEEDS, data: str | None = None,
+             prior: bool = True) -> dict[str, list[DemoRun]]:
+    """Train and evaluate both models at every seed; returns the runs by model label and writes
+    them to ``out``."""
     import torch
 
+    from depthq.data.scenes import choose_photo_set
     from depthq.train import train
 
     steps = QUICK_STEPS if quick else steps
-    configs = {label: demo_config(quantizer, steps, batch_size) for label, quantizer in MODELS}  # ConfigError first
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds:
+        raise UsageError("the demo needs at least one seed")
+    if data is None:
+        choice = choose_photo_set()
+        data, data_note = choice.name, choice.message
+    else:
+        data_note = f"data: {data}"
+    configs = {(label, seed): demo_config(quantizer, steps, batch_size, seed=seed, data=data)
+               for label, quantizer in MODELS for seed in seeds}  # ConfigError first
     out = _fresh_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"depthq demo: DQ-AE vs VQ-VAE on the built-in photos ({steps} steps each) -> {out}")
+    print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {DEMO_RECIPE!r} -> {out}")
+    print(data_note)
     options = EvalOptions(device="cuda" if torch.cuda.is_available() else "cpu")
-    runs, pictures = {}, {}
-    for label, quantizer in MODELS:
-        run_dir = out / f"{quantizer}-run"
-        summary = train(configs[label], run_dir, description=f"training {label}")
-        # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
-        report = write_eval(run_dir, options)
-        runs[label] = DemoRun(label, configs[label], summary, report.result)
-        pictures[label] = sample_reconstructions(report.evaluation)
-    results = {label: run.result for label, run in runs.items()}
-    table = format_table(results, [
-        ("code vectors per level", [" / ".join(str(lv.code_vectors) for lv in r.levels) for r in results.values()]),
-        ("training time (s)", [f"{run.summary.train_seconds:.0f}" for run in runs.values()]),
-    ])
-    first = next(iter(results.values()))
-    empirical = first.rate("empirical")
-    note = (f"Test split: {first.images} held-out {first.data} patches ({first.dims} dims each). "
-            f"Prior of the 'empirical' rows: {empirical.description if empirical else 'not fitted'}.")
+    runs: dict[str, list[DemoRun]] = {label: [] for label, _ in MODELS}
+    pictures = {}
+    for seed in seeds:
+        for label, quantizer in MODELS:
+            run_dir = out / f"{quantizer}-seed{seed}"
+            config = configs[label, seed]
+            summary = train(config, run_dir, description=f"training {label}, seed {seed}")
+            if prior and seed == seeds[0]:
+                # a smoke-test budget gets a smoke-test prior
+                _train_prior(run_dir, label, QUICK_PRIOR if steps <= QUICK_STEPS else DEMO_PRIOR)
+            # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
+            report = write_eval(run_dir, options)
+            runs[label].append(DemoRun(label, seed, config, summary, report.result))
+            if seed == seeds[0]:
+                pictures[label] = sample_reconstructions(report.evaluation)
+    _write(out, runs, pictures, steps=steps, seeds=seeds, data_note=data_note)
+    return runs
+
+
+def _train_prior(run_dir: Path, label: str, settings: Sequence[str]) -> None:
+    from depthq.prior.config import load_prior_config
+    from depthq.prior.train import train_prior
+
+    print(f"training the learned prior over {label}'s codes ({', '.join(settings)})")
+    train_prior(run_dir, load_prior_config(None, settings))
+
+
+def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: int, seeds: list[int],
+           data_note: str) -> None:
+    values = spreads(runs)
+    n = len(seeds)
+    columns = [f"{label} ({'mean ± std over ' + str(n) + ' seeds' if n > 1 else 'seed ' + str(seeds[0])})"
+               for label in runs]
+    rows = [[label, *(values[label][model].format(digits) for model in runs)] for label, digits, _ in FIGURES]
+    first = {label: rs[0] for label, rs in runs.items()}
+    learned = [first[label].result.total("learned") for label in runs]
+    if any(v is not None for v in learned):
+        rows.insert(7, [f"total bits/dim, learned prior (seed {seeds[0]})",
+                        *("n/a" if v is None else f"{v:.3f}" for v in learned)])
+    rows.append(["code vectors per level",
+                 *(" / ".join(str(lv.code_vectors) for lv in first[label].result.levels) for label in runs)])
+    table = markdown_table(["figure (test split)", *columns], rows, align="l" + "r" * len(columns))
+    lines = verdict(values)
+    result = first["DQ-AE"].result
+    empirical = result.rate("empirical")
+    note = (f"Test split: {result.images:,} held-out {result.data} patches ({result.dims} dims each), "
+            f"{steps} training steps per run. Prior of the 'empirical' rows: "
+            f"{empirical.description if empirical else 'not fitted'}. JPEG/WebP: Pillow on the same images, "
+            "a quality sweep read at each run's code rate; PNG/WebP-lossless: one file per image.")
+    per_run = format_table({f"{r.label}, seed {r.seed}": r.result for rs in runs.values() for r in rs})
     originals = next(iter(pictures.values()))[0]
     figures.labelled_rows([originals, *(p[2] for p in pictures.values())],
                           ["test originals", *(f"{label} reconstructions" for label in pictures)],
                           out / "test_reconstructions.png",
-                          title="Held-out test photos and their reconstructions (the mean of p(x|z))")
-    panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}, ")]
+                          title=f"Held-out test photos and their reconstructions (the mean of p(x|z)), seed {seeds[0]}")
+    panels = [p for name, rs in runs.items() for p in mi_panels(rs[0].result, prefix=f"{name}, ")]
     figures.mi_matrices(panels, out / "mutual_information.png")
     write_json(out / "summary.json", {
-        "schema": "depthq.demo", "schema_version": 1, "steps": steps,
-        "runs": {label: {"train": run.summary.to_dict(), "eval": run.result.to_dict()} for label, run in runs.items()},
+        "schema": "depthq.demo", "schema_version": 2, "steps": steps, "seeds": seeds, "recipe": DEMO_RECIPE,
+        "data": data_note,
+        "runs": {label: [{"seed": r.seed, "train": r.summary.to_dict(), "eval": r.result.to_dict()} for r in rs]
+                 for label, rs in runs.items()},
     })
     write_text(out / "summary.md",
-               f"# depthq demo\n\n{table}\n\n{note}\n\n![test reconstructions](test_reconstructions.png)\n"
+               f"# depthq demo\n\n{data_note}\n\n{table}\n\nVerdict:\n" + "\n".join(lines)
+               + f"\n\n{note}\n\n## Every run\n\n{per_run}\n\n![test reconstructions](test_reconstructions.png)\n"
                f"\nRows of the picture: test originals, {', '.join(pictures)} reconstructions.\n\n"
                f"![mutual information](mutual_information.png)\n\nFull reports: "
-               + ", ".join(f"{q}-run/eval-test/report.md" for _, q in MODELS) + "\n")
+               + ", ".join(f"{q}-seed{s}/eval-test/report.md" for s in seeds for _, q in MODELS) + "\n")
     print()
     print(table)
     print()
+    print("Verdict:")
+    print("\n".join(lines))
+    print()
     print(note)
     print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(pictures)}), "
-          f"{out / 'mutual_information.png'}; full reports with figures: {out}/*-run/eval-test/report.md")
-    return runs
+          f"{out / 'mutual_information.png'}; every run's figures: {out / 'summary.md'}; full reports with "
+          f"figures: {out}/*-seed*/eval-test/report.md")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train and compare DQ-AE and VQ-VAE on the built-in photos",
+    p = sub.add_parser("demo", help="train and compare DQ-AE and VQ-VAE on real photos over seeds",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results/demo", help="results folder (a new one if it exists)")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps per model")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps per model and seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(DEMO_SEEDS), help="seeds of every model")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--data", help="data set (default: scenes when installed, else the built-in photos)")
+    p.add_argument("--no-prior", dest="prior", action="store_false", help="skip the learned prior")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps each: a smoke test")
-    p.set_defaults(func=lambda args: run_demo(args.out, steps=args.steps, quick=args.quick,
-                                              batch_size=args.batch_size) and 0)
+    p.set_defaults(func=lambda args: run_demo(args.out, steps=args.steps, quick=args.quick, seeds=args.seeds,
+                                              batch_size=args.batch_size, data=args.data,
+                                              prior=args.prior) and 0)
