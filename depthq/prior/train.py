@@ -93,6 +93,11 @@ class PriorModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._session_start = time.perf_counter()
 
+    def validation_postfix(self) -> dict[str, str]:
+        """The last validation's code rate for the progress bar."""
+        val = self.last_validation
+        return {} if val is None else {"val bits/dim": f"{val['bits_per_dim']:.4f}"}
+
     @property
     def train_seconds(self) -> float:
         """Training time of this run, earlier sessions of a resumed run included."""

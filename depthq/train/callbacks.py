@@ -69,7 +69,8 @@ class RNGState(L.Callback):
 
 class StepProgress(L.Callback):
     """A progress bar over optimizer steps (the training loader is infinite, so Lightning's
-    own bar has no total), with the loss and the last validation's figures.
+    own bar has no total), with the loss and the last validation's figures (the module's
+    ``validation_postfix()``: the autoencoder's and the learned prior's differ).
 
     The postfix reads the logged loss (a host synchronisation) only every ``refresh_every``
     steps.
@@ -93,10 +94,7 @@ class StepProgress(L.Callback):
         metrics = trainer.callback_metrics
         postfix = {label: f"{float(metrics[key]):.3f}" for key, label in
                    (("train/loss", "loss"), ("train/distortion_bpd", "bpd")) if key in metrics}
-        val = pl_module.last_validation
-        if val is not None:
-            postfix["val " + ("bpd" if val.likelihood is not None else "mse")] = f"{val.selection:.3f}"
-            postfix["val psnr"] = f"{val.psnr:.2f}"
+        postfix.update(pl_module.validation_postfix())
         self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, trainer, pl_module) -> None:

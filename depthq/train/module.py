@@ -151,6 +151,14 @@ class DQModule(L.LightningModule):
         self.last_validation = self._evaluator.result(data=data, source=source)
         self._evaluator = None
 
+    def validation_postfix(self) -> dict[str, str]:
+        """The last validation's figures for the progress bar."""
+        val = self.last_validation
+        if val is None:
+            return {}
+        return {"val " + ("bpd" if val.likelihood is not None else "mse"): f"{val.selection:.3f}",
+                "val psnr": f"{val.psnr:.2f}"}
+
     @property
     def validation_grid(self) -> tuple[Tensor, Tensor] | None:
         """(originals, reconstructions) of the first validation batch, uint8."""

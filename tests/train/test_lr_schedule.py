@@ -29,3 +29,4 @@ def test_schedule_is_checked_in_the_config():
     with pytest.raises(ConfigError, match="min_lr_ratio"):
         config_from_dict({"train": {"lr_schedule": "cosine", "min_lr_ratio": 1.5}})
     assert config_from_dict({"train": {"lr_schedule": "cosine"}}).train.lr_schedule == "cosine"
+
