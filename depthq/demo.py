@@ -38,8 +38,6 @@ DEMO_MODEL = {
     "channels": 64, "res_channels": 32, "res_blocks": 2, "coder_blocks": 2, "stride": 2,
     "codebook_sizes": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
 }
-#: The recipe variant of ``depthq experiment recipe`` the demo trains with (README, "Training recipe").
-DEMO_RECIPE = "all"
 DEMO_STEPS = 1000
 DEMO_SEEDS = (0, 1)
 QUICK_STEPS = 60
@@ -51,10 +49,10 @@ MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 def demo_config(quantizer: str, steps: int, batch_size: int = 32, *, seed: int = 0,
                 data: str = "photos") -> RunConfig:
-    """The demo's run config: the demo network trained with ``DEMO_RECIPE``."""
-    from depthq.experiments.recipe import recipe_config
+    """The demo's run config: the demo network trained with the recipe (``experiments.recipe.RECIPE``)."""
+    from depthq.experiments.recipe import RECIPE, recipe_config
 
-    config = recipe_config(DEMO_RECIPE, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
+    config = recipe_config(RECIPE, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
     every = max(steps // 3, 1)  # three validations: training curves in each run's report
     return dataclasses.replace(config, train=dataclasses.replace(config.train, val_every=every,
                                                                   checkpoint_every=every))
@@ -183,6 +181,7 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
     import torch
 
     from depthq.data.scenes import choose_photo_set
+    from depthq.experiments.recipe import RECIPE
     from depthq.train import train
 
     steps = QUICK_STEPS if quick else steps
@@ -198,7 +197,7 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
                for label, quantizer in MODELS for seed in seeds}  # ConfigError first
     out = _fresh_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {DEMO_RECIPE!r} -> {out}")
+    print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {RECIPE!r} -> {out}")
     print(data_note)
     options = EvalOptions(device="cuda" if torch.cuda.is_available() else "cpu")
     runs: dict[str, list[DemoRun]] = {label: [] for label, _ in MODELS}
@@ -230,6 +229,8 @@ def _train_prior(run_dir: Path, label: str, settings: Sequence[str]) -> None:
 
 def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: int, seeds: list[int],
            data_note: str) -> None:
+    from depthq.experiments.recipe import RECIPE
+
     values = spreads(runs)
     n = len(seeds)
     columns = [f"{label} ({'mean ± std over ' + str(n) + ' seeds' if n > 1 else 'seed ' + str(seeds[0])})"
@@ -259,7 +260,7 @@ def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: 
     panels = [p for name, rs in runs.items() for p in mi_panels(rs[0].result, prefix=f"{name}, ")]
     figures.mi_matrices(panels, out / "mutual_information.png")
     write_json(out / "summary.json", {
-        "schema": "depthq.demo", "schema_version": 2, "steps": steps, "seeds": seeds, "recipe": DEMO_RECIPE,
+        "schema": "depthq.demo", "schema_version": 2, "steps": steps, "seeds": seeds, "recipe": RECIPE,
         "data": data_note,
         "runs": {label: [{"seed": r.seed, "train": r.summary.to_dict(), "eval": r.result.to_dict()} for r in rs]
                  for label, rs in runs.items()},

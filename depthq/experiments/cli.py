@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from depthq.errors import UsageError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="run one of the paper's experiments",
@@ -17,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = exp.add_parser("decoupling", help="single-level DQ-AE vs VQ-VAE: bits/dim, entropy, MI (sec. 5.2)")
     _common(d, "results/decoupling")
     d.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    d.add_argument("--gpu", action="store_true", help="the GPU preset: at most 8 minutes on one H100/H200")
     d.set_defaults(func=_decoupling)
 
     a = exp.add_parser("ablation", help="grid over K and D (and M) for DQ and VQ (sec. 5.3, Fig. 5)")
@@ -59,12 +62,18 @@ CHANGES = (("steps", "steps"), ("seeds", "seeds"), ("codebook_sizes", "K"), ("co
            ("num_codebooks", "M"), ("quantizers", ""), ("variants", ""))
 
 
+def _preset(args) -> str:
+    if getattr(args, "gpu", False) and args.quick:
+        raise UsageError("--quick and --gpu name two presets: pass one")
+    return "gpu" if getattr(args, "gpu", False) else "quick" if args.quick else "full"
+
+
 def _out(args) -> Path:
     """``--out``, or the preset's folder with every changed setting in its name, so that
     ``--quick --steps 20`` and ``--quick`` never share a folder."""
     if args.out:
         return Path(args.out)
-    parts = [args.default_out, "quick" if args.quick else "full"]
+    parts = [args.default_out, _preset(args)]
     if args.data not in (None, "photos"):
         parts.append(args.data)
     for option, tag in CHANGES:
@@ -78,7 +87,7 @@ def _out(args) -> Path:
 def _decoupling(args) -> int:
     from depthq.experiments import decoupling
 
-    result = decoupling.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
+    result = decoupling.run(_out(args), preset_name=_preset(args), data=args.data,
                             root=args.root, seeds=args.seeds, steps=args.steps)
     print(result.table)
     print(f"\nwrote {result.out}/results.json, results.md and mutual_information.png")

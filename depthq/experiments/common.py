@@ -54,18 +54,22 @@ class CellResult:
 
 def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num_codebooks: int,
                         code_dim: int, seed: int, data: str, root: str | None) -> RunConfig:
-    """The run config of one experiment cell: a single-level dmol model from ``preset``.
+    """The run config of one experiment cell: a single-level dmol model from ``preset``, trained
+    with the recipe (``depthq.experiments.recipe.RECIPE``) at the preset's peak learning rate.
 
     ``preset`` holds ``model`` (network fields), ``steps``, ``lr`` and ``batch_size``.
     """
+    from depthq.experiments.recipe import recipe_changes
+
+    model_changes, train_changes = recipe_changes(keep_lr=True)
     steps = preset["steps"]
     return config_from_dict({
         "model": {**preset["model"], "stride": 2, "codebook_sizes": [codebook_size], "num_codebooks": num_codebooks,
-                  "code_dim": code_dim, "quantizer": quantizer, "head": "dmol"},
+                  "code_dim": code_dim, "quantizer": quantizer, "head": "dmol", **model_changes},
         "data": {"name": data, "root": root, "batch_size": preset["batch_size"], "val_fraction": 0.05,
                  "max_val_images": 256},
         "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10), "seed": seed,
-                  "val_every": steps, "checkpoint_every": max(steps // 4, 1)},
+                  "val_every": steps, "checkpoint_every": max(steps // 4, 1), **train_changes},
     })
 
 

@@ -48,6 +48,11 @@ PRESETS = {
              "num_codebooks": 4, "codebook_size": 16, "code_dim": 64, "steps": 20000, "seeds": [0, 1, 2],
              "batch_size": 128, "lr": 2e-4, "prior_images": 8192},
 }
+# at most 8 minutes on one H100/H200 (sized from the measured img/s of similar networks;
+# not yet timed on a GPU): 4 variants x 2 seeds of a mid-size single-level network
+PRESETS["gpu"] = {"model": {"channels": 128, "res_channels": 64, "res_blocks": 2, "coder_blocks": 2},
+                  "num_codebooks": 4, "codebook_size": 16, "code_dim": 32, "steps": 2000, "seeds": [0, 1],
+                  "batch_size": 128, "lr": 1e-3, "prior_images": 8192}
 PRESETS["toy"] = {  # seconds: for tests
     "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1},
     "num_codebooks": 2, "codebook_size": 4, "code_dim": 4, "steps": 2, "seeds": [0, 1],

@@ -54,6 +54,22 @@ VARIANTS = {
             "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
 }
 
+#: The recipe the demo and the other experiments train with: chosen by this experiment's table
+#: (README, "Training recipe").
+RECIPE = "all"
+
+
+def recipe_changes(variant: str = RECIPE, *, keep_lr: bool = False) -> tuple[dict, dict]:
+    """(model, train) settings of a recipe variant; ``keep_lr`` leaves the peak learning rate
+    out (experiments whose presets size it for their own network and batch)."""
+    if variant not in VARIANTS:
+        raise UsageError(f"expected a recipe variant in {list(VARIANTS)}, got {variant!r}")
+    model, train = dict(VARIANTS[variant].get("model", {})), dict(VARIANTS[variant].get("train", {}))
+    if keep_lr:
+        train.pop("lr", None)
+    return model, train
+
+
 PRESETS = {
     # about 40 minutes on 2 CPU cores: 5 variants x 2 quantizers x 1 seed at 800 steps
     "quick": {"steps": 800, "batch_size": 32, "seeds": [0], "prior_images": 2048},
@@ -72,14 +88,12 @@ def recipe_config(variant: str, quantizer: str, *, steps: int, batch_size: int, 
     """The demo's run config with ``variant``'s changes (the v0.1 recipe for ``"v0.1"``)."""
     from depthq.demo import DEMO_MODEL
 
-    if variant not in VARIANTS:
-        raise UsageError(f"expected a recipe variant in {list(VARIANTS)}, got {variant!r}")
-    changes = VARIANTS[variant]
-    net = {**DEMO_MODEL, **(model or {}), "quantizer": quantizer, **changes.get("model", {})}
+    model_changes, train_changes = recipe_changes(variant)
+    net = {**DEMO_MODEL, **(model or {}), "quantizer": quantizer, **model_changes}
     if quantizer == "vq":  # the same number of code vectors: one codebook of M*K codes
         net["codebook_sizes"] = [k * net["num_codebooks"] for k in net["codebook_sizes"]]
     train = {"steps": steps, "lr": 1e-3, "warmup_steps": min(100, steps // 10), "seed": seed,
-             "val_every": steps, "checkpoint_every": max(steps // 4, 1), **changes.get("train", {})}
+             "val_every": steps, "checkpoint_every": max(steps // 4, 1), **train_changes}
     return config_from_dict({
         "model": net,
         "data": {"name": data, "root": root, "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},

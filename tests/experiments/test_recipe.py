@@ -41,3 +41,26 @@ def test_recipe_toy_run_writes_rows_with_the_jpeg_anchor(tmp_path):
     assert "JPEG PSNR at the same rate" in out.table
     lines = (tmp_path / "r" / "results.md").read_text().splitlines()
     assert any("v0.1" in line and "VQ-VAE" in line and line.startswith("|") for line in lines)
+
+
+def test_experiments_train_with_the_recipe_at_their_own_learning_rate():
+    from depthq.experiments.common import single_level_config
+    from depthq.experiments.decoupling import PRESETS
+
+    preset = PRESETS["quick"]
+    config = single_level_config(preset, quantizer="dq", codebook_size=8, num_codebooks=4, code_dim=16, seed=0,
+                                 data="photos", root=None)
+    model, train = recipe.recipe_changes()
+    for key, value in model.items():
+        assert getattr(config.model, key) == value
+    for key, value in train.items():
+        if key != "lr":
+            assert getattr(config.train, key) == value
+    assert config.train.lr == preset["lr"]
+
+
+def test_decoupling_gpu_preset_is_refused_with_quick(capsys):
+    from depthq.cli import main
+
+    assert main(["experiment", "decoupling", "--quick", "--gpu"]) != 0
+    assert "--quick and --gpu" in capsys.readouterr().err
