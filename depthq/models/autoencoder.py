@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from depthq.models.blocks import Decoder, Encoder
@@ -70,7 +71,8 @@ class AutoencoderOutput:
         levels: each level's quantizer output, bottom (0) to top.
         recon_loss: the head's training loss (nats per dim for likelihood heads, MSE for mse).
         quantizer_loss: sum over levels of the quantizers' losses (beta * commitment, ...).
-        loss: recon_loss + quantizer_loss, the training objective.
+        loss: recon_loss + quantizer_loss (+ ``mse_weight`` times the squared error of the
+            head's expected image), the training objective.
     """
 
     params: Tensor
@@ -201,7 +203,10 @@ class HierarchicalAutoencoder(nn.Module):
         params = self._decode_maps([level.quantized for level in levels])
         recon = self.head.loss(params, x)
         quantizer_loss = torch.stack([level.loss for level in levels]).sum()
-        return AutoencoderOutput(params, levels, recon, quantizer_loss, recon + quantizer_loss)
+        loss = recon + quantizer_loss
+        if self.config.mse_weight > 0 and self.head.has_likelihood:
+            loss = loss + self.config.mse_weight * F.mse_loss(self.head.expected(params), normalise(x))
+        return AutoencoderOutput(params, levels, recon, quantizer_loss, loss)
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> list[Tensor]:

@@ -49,6 +49,11 @@ class ModelConfig:
     """Logistic mixture components of the dmol head."""
     beta: float = 0.25
     """Commitment loss weight."""
+    mse_weight: float = 0.0
+    """Weight of an auxiliary squared error between the head's expected image
+    (``head.expected``, normalised to [-1, 1]) and the input, added to the likelihood in the
+    training loss: it trains the mean of p(x|z) as a reconstruction. 0: the likelihood alone (the
+    paper). Ignored by the mse head, whose loss already is that error."""
     decay: float = 0.99
     """EMA decay of the codebooks."""
     dead_code_threshold: float = 1.0
@@ -84,7 +89,7 @@ class ModelConfig:
             raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"model.decay must be in [0, 1], got {self.decay}")
-        for name in ("beta", "dead_code_threshold"):
+        for name in ("beta", "dead_code_threshold", "mse_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"model.{name} must be a finite number >= 0, got {value}")

@@ -127,7 +127,18 @@ class LikelihoodHead(nn.Module):
             return self._mean(p)
 
     def _mean(self, p: Tensor) -> Tensor:
-        return self._mode(p)
+        return _to_pixels(self._expected(p))
+
+    def expected(self, params: Tensor) -> Tensor:
+        """E[normalise(x) | z] before rounding, differentiable: (B, P, H, W) -> fp32 (B, C, H, W)
+        in [-1, 1]. ``mean`` rounds it to pixels; ``model.mse_weight`` trains it as a
+        reconstruction (an auxiliary squared error next to the likelihood)."""
+        self._check(params)
+        with _fp32(params) as p:
+            return self._expected(p)
+
+    def _expected(self, p: Tensor) -> Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def channel_probs(self, params: Tensor, x: Tensor, channel: int) -> Tensor:
@@ -223,10 +234,10 @@ class CategoricalHead(LikelihoodHead):
     def _mode(self, p: Tensor) -> Tensor:
         return self._logits(p).argmax(2).to(torch.uint8)
 
-    def _mean(self, p: Tensor) -> Tensor:
+    def _expected(self, p: Tensor) -> Tensor:
         probs = self._logits(p).softmax(2)  # (B, C, 256, H, W)
         values = torch.arange(PIXEL_VALUES, dtype=probs.dtype, device=probs.device).view(1, 1, -1, 1, 1)
-        return (probs * values).sum(2).round().clamp(0, PIXEL_VALUES - 1).to(torch.uint8)
+        return (probs * values).sum(2) / 127.5 - 1.0
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         return _gumbel_argmax(self._logits(p), 2, generator).to(torch.uint8)
@@ -369,9 +380,10 @@ class DMoLHead(LikelihoodHead):
         means, _, coupling = self._pick(mix, mix.logits.argmax(1))
         return self._decode(means, coupling, None)
 
-    def _mean(self, p: Tensor) -> Tensor:
+    def _expected(self, p: Tensor) -> Tensor:
         """E[x_c | z] of every sub-pixel (the marginal mean, which minimises the expected squared
-        error), rounded; in closed form, about as fast as the likelihood.
+        error), normalised to [-1, 1]; ``mean`` rounds it. In closed form, about as fast as the
+        likelihood, and differentiable.
 
         Per component k, channel c is logistic(mu_ck + sum_{i<c} t_cik x_i, s_ck), clipped to
         [-1, 1] by the edge bins, and E[clip(X)] = -1 + s (softplus((m+1)/s) - softplus((m-1)/s)).
@@ -387,12 +399,14 @@ class DMoLHead(LikelihoodHead):
         mix = self.split(p)
         weights = mix.logits.softmax(1)  # (B, n, H, W)
         scales = mix.log_scales.exp()  # (B, C, n, H, W)
-        values = torch.zeros_like(mix.means)  # (B, C, n, H, W): E_k[clip(x_c)] per component
+        values = []  # per channel (B, n, H, W): E_k[clip(x_c)] per component (a list: autograd-safe)
         for j in range(self.image_channels):
-            m = mix.means[:, j] + (mix.coupling[:, j] * values).sum(1)  # (B, n, H, W)
+            m = mix.means[:, j]
+            for i, earlier in enumerate(values):
+                m = m + mix.coupling[:, j, i] * earlier
             s = scales[:, j]
-            values[:, j] = -1.0 + s * (F.softplus((m + 1.0) / s) - F.softplus((m - 1.0) / s))
-        return _to_pixels((weights.unsqueeze(1) * values).sum(2))  # (B, C, H, W)
+            values.append(-1.0 + s * (F.softplus((m + 1.0) / s) - F.softplus((m - 1.0) / s)))
+        return (weights.unsqueeze(1) * torch.stack(values, 1)).sum(2)  # (B, C, H, W)
 
     def _sample(self, p: Tensor, generator: torch.Generator | None) -> Tensor:
         mix = self.split(p)
@@ -465,6 +479,9 @@ class MSEHead(LikelihoodHead):
 
     def _mode(self, p: Tensor) -> Tensor:
         return _to_pixels(p)
+
+    def _expected(self, p: Tensor) -> Tensor:
+        return p
 
     def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
         self.log_prob(p, known)  # raises: no likelihood, so nothing to entropy-code with

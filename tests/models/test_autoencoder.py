@@ -179,3 +179,25 @@ def test_an_empty_batch_is_refused_at_the_input():
         model(torch.zeros(0, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="empty batch"):
         model.encode(torch.zeros(0, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_mse_weight_adds_the_squared_error_of_the_expected_image():
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from depthq.models.heads import normalise
+
+    config = ModelConfig(image_size=8, channels=8, res_channels=4, res_blocks=0, coder_blocks=1,
+                         codebook_sizes=[4], num_codebooks=2, code_dim=2, mixtures=2)
+    torch.manual_seed(0)
+    plain = HierarchicalAutoencoder(config)
+    weighted = HierarchicalAutoencoder(dataclasses.replace(config, mse_weight=3.0))
+    weighted.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    plain.eval(), weighted.eval()
+    a, b = plain(x), weighted(x)
+    extra = 3.0 * F.mse_loss(weighted.head.expected(b.params), normalise(x))
+    assert torch.allclose(b.recon_loss, a.recon_loss) and torch.allclose(b.loss, a.loss + extra)
+    with pytest.raises(ValueError, match="mse_weight"):
+        ModelConfig(mse_weight=-1.0)

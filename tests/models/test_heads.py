@@ -538,3 +538,19 @@ def test_channel_probs_check_their_arguments():
         head.channel_probs(params, pixels((1, 1, 2, 2)), 2)
     with pytest.raises(ValueError, match="without a likelihood"):
         make_head("mse", 3).channel_probs(torch.zeros(1, 3, 2, 2), pixels((1, 3, 2, 2)), 0)
+
+
+@pytest.mark.parametrize("name", ["categorical", "dmol", "mse"])
+def test_expected_is_the_unrounded_mean_and_differentiable(name):
+    from depthq.models.heads import make_head
+
+    torch.manual_seed(0)
+    head = make_head(name, 3, mixtures=3)
+    params = torch.randn(2, head.param_channels(), 4, 4, requires_grad=True)
+    expected = head.expected(params)
+    assert expected.shape == (2, 3, 4, 4) and expected.dtype == torch.float32
+    assert expected.min() >= -1 and expected.max() <= 1 or name == "mse"
+    rounded = ((expected.detach() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(head.mean(params.detach()), rounded)
+    expected.square().sum().backward()
+    assert params.grad is not None and params.grad.abs().sum() > 0
