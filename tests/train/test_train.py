@@ -81,10 +81,18 @@ def test_exploding_updates_are_skipped_and_counted(tmp_path):
     run = tmp_path / "run"
     train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
     before = load_file(str(run / "model.safetensors"))
+    adam_before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["state"]
     # Adam has momentum now: any update that was not really dropped would move the weights
     config = load_config(run / "config.yaml", ["train.steps=4", "train.skip_grad_norm=1e-12"])
     summary = train(config, run, resume=True)
     assert summary.skipped_steps == 2 and summary.steps == 4
+    # ...and the optimizer's state (step count, moments) is that of step 2
+    adam_after = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["state"]
+    assert adam_before.keys() == adam_after.keys()
+    for key, state in adam_before.items():
+        assert float(state["step"]) == 2
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[name], adam_after[key][name]), (key, name)
     after = load_file(str(run / "model.safetensors"))
     trainable = {name for name, _ in depthq.load(run).named_parameters()}
     assert trainable
