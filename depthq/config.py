@@ -130,6 +130,10 @@ class TrainConfig:
     """Images in the reconstruction grids written at each validation."""
     progress: bool = True
     """Show a progress bar."""
+    compile: bool = False
+    """Run the training forward through ``torch.compile`` (off by default: it compiles for tens
+    of seconds first and, on a CPU, was measured not to pay for depthq's models; see the README's
+    GPU section). Validation and evaluation run the model uncompiled."""
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("warmup_steps", 0), ("num_nodes", 1), ("seed", 0),

@@ -117,14 +117,30 @@ class DQModule(L.LightningModule):
         self.last_validation: EvalResult | None = None
         self._evaluator: Evaluator | None = None
         self._grid: tuple[Tensor, Tensor] | None = None
+        # the compiled training forward (train.compile), built at the first step: a function,
+        # not a submodule, so the state dict and checkpoints are those of the plain model
+        self._compiled_forward = None
 
     def forward(self, x: Tensor):
         return self.model(x)
 
     # -- training ------------------------------------------------------------------------------
 
+    def _train_forward(self, batch: Tensor):
+        if not self.run_config.train.compile:
+            return self.model(batch)
+        if self._compiled_forward is None:
+            if torch.get_float32_matmul_precision() != "highest":
+                # the quantizers switch TF32 off around their search; a compiled graph cannot
+                log.warning("train.compile with torch.set_float32_matmul_precision(%r): the compiled "
+                            "nearest-code search may use reduced-precision products and pick other "
+                            "codes; keep the default 'highest' to compile",
+                            torch.get_float32_matmul_precision())
+            self._compiled_forward = torch.compile(self.model.forward)
+        return self._compiled_forward(batch)
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        out = self.model(batch)
+        out = self._train_forward(batch)
         metrics = {"train/loss": out.loss.detach(), "train/quantizer_loss": out.quantizer_loss.detach()}
         if self.model.head.has_likelihood:
             # nats/dim of the training batch -> distortion bits/dim

@@ -263,3 +263,26 @@ def test_gradients_are_clipped_to_train_grad_clip():
     module.on_before_optimizer_step(Opt())
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None]))
     assert total == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_compiled_training_runs_and_trains_the_same_model(tmp_path, monkeypatch):
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is not available")
+    # Dynamo's tracing and AOT autograd as train.compile uses them, with the eager backend:
+    # inductor's C++ compile takes minutes on a 2-core CPU (tests/train/test_cuda.py runs it)
+    real_compile = torch.compile
+    compiled = []
+
+    def compile_eagerly(fn, **kwargs):
+        compiled.append(fn)
+        return real_compile(fn, backend="aot_eager", fullgraph=False)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    runs = {}
+    for flag in ("false", "true"):
+        config = tiny_config("train.steps=3", "train.val_every=3", "train.precision=32", f"train.compile={flag}")
+        train(config, tmp_path / flag)
+        runs[flag] = load_file(str(tmp_path / flag / "model.safetensors"))
+    assert len(compiled) == 1  # the training forward of the compiled run, once
+    for name, value in runs["false"].items():
+        torch.testing.assert_close(runs["true"][name], value, rtol=1e-4, atol=1e-5, msg=name)
