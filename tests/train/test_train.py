@@ -286,3 +286,19 @@ def test_compiled_training_runs_and_trains_the_same_model(tmp_path, monkeypatch)
     assert len(compiled) == 1  # the training forward of the compiled run, once
     for name, value in runs["false"].items():
         torch.testing.assert_close(runs["true"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_batches_built_where_the_images_are_train_the_same_model(tmp_path, monkeypatch):
+    # On a GPU the training sets are kept there and each batch is gathered and augmented there
+    # (data.device_cache_mb); the same path runs here with the CPU standing in for the GPU.
+    from depthq.data.module import ImageDataModule
+
+    runs = {}
+    for on_device in (False, True):
+        monkeypatch.setattr(ImageDataModule, "_fits_on_device", lambda self, sets, flag=on_device: flag)
+        config = tiny_config("train.steps=3", "train.val_every=3", "train.precision=32",
+                             "data.augment_flip=true", "data.augment_crop=2")
+        train(config, tmp_path / str(on_device))
+        runs[on_device] = load_file(str(tmp_path / str(on_device) / "model.safetensors"))
+    for name, value in runs[False].items():
+        assert torch.equal(runs[True][name], value), name
