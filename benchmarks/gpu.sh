@@ -8,7 +8,7 @@
 #      dependencies einx, frozendict, loguru, torch-einops-utils; tensorboardX) into /tmp/site,
 #      offline, and put them on PYTHONPATH;
 #   2. pytest -m cuda  (the cuda-marked tests; everything else is CI's job): the quantizer's,
-#      then the training loop's (tests/train/test_cuda.py: torch.compile takes most of it);
+#      then the training loop's (tests/train/test_train_cuda.py: torch.compile takes most of it);
 #   3. benchmarks/quantizer.py --device cuda, fp32 (with the search table) and bf16 autocast;
 #   4. benchmarks/model.py --device cuda (bf16, channels_last) and benchmarks/train_loop.py
 #      (depthq train end to end next to the raw step, the demo model at batch 128).
@@ -28,7 +28,7 @@ SUMMARY="$RESULTS/summary.txt"
 # yet (no GPU lent while they were written): adjust them from summary.txt after a first run.
 T_SETUP=40  # wheels; the environment report gets 30 more
 T_TESTS=110        # tests/quantize/test_cuda.py
-T_TESTS_TRAIN=70   # tests/train/test_cuda.py (tiny runs; one compiles with inductor)
+T_TESTS_TRAIN=70   # tests/train/test_train_cuda.py (tiny runs; one compiles with inductor)
 T_QUANT_FP32=100   # first run: Triton compiles the kernel per shape and tile choice
 T_QUANT_BF16=45    # without the search table (fp32 whatever the precision)
 T_MODEL=30         # small and official presets, batch 512, bf16+channels_last

@@ -3,7 +3,7 @@
 On a GPU every ``.item()``, ``bool(t)``, ``float(t)``... waits for the queued work: the step can
 no longer run ahead of the device. CI has no GPU, so this counts the reads themselves on the
 CPU, attributed to the innermost caller outside torch: depthq's reads fail the test, Lightning's
-(logging every ``log_every`` steps) are its own business. tests/train/test_cuda.py checks the
+(logging every ``log_every`` steps) are its own business. tests/train/test_train_cuda.py checks the
 same on a GPU with ``torch.cuda.set_sync_debug_mode``.
 """
 

@@ -269,7 +269,7 @@ def test_compiled_training_runs_and_trains_the_same_model(tmp_path, monkeypatch)
     if not hasattr(torch, "compile"):
         pytest.skip("torch.compile is not available")
     # Dynamo's tracing and AOT autograd as train.compile uses them, with the eager backend:
-    # inductor's C++ compile takes minutes on a 2-core CPU (tests/train/test_cuda.py runs it)
+    # inductor's C++ compile takes minutes on a 2-core CPU (tests/train/test_train_cuda.py runs it)
     real_compile = torch.compile
     compiled = []
 
