@@ -159,11 +159,12 @@ class DQModule(L.LightningModule):
         # is off so the norm is not computed twice). The skip decision stays a device tensor:
         # no host synchronisation here. Lightning zeroes the gradients before the next backward,
         # so a skipped step's non-finite gradients go nowhere.
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
-            # 16-mixed: Lightning leaves unscaling to a fused optimizer's step, but the norm and
-            # the clipping need the true gradients (no host read: unscale_ records found_inf)
-            scaler.unscale_(optimizer)
+        if getattr(optimizer, "_step_supports_amp_scaling", False):  # fused Adam
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:
+                # 16-mixed: Lightning leaves unscaling to a fused optimizer's step, but the norm
+                # and the clipping need the true gradients (no host read: unscale_ records found_inf)
+                scaler.unscale_(optimizer)
         params = [p for p in self.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.run_config.train.grad_clip or float("inf"))
         skip = ~torch.isfinite(norm)

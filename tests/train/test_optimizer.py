@@ -136,3 +136,37 @@ def test_loads_the_state_of_an_unfused_adam():
         o.step()
     for p, q in zip(params, ref):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_under_16_mixed_the_norm_and_the_skip_see_the_unscaled_gradients():
+    from types import SimpleNamespace
+
+    from depthq.config import load_config
+    from depthq.train.module import DQModule
+
+    try:
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    except (AttributeError, RuntimeError, TypeError) as err:
+        pytest.skip(f"no CPU GradScaler here: {err}")
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reference = DQModule(load_config(None, ["model.preset=tiny"]))
+    initial = {k: v.clone() for k, v in reference.state_dict().items()}  # before the EMA moves
+    reference.model(x).loss.backward()
+    grads = {n: p.grad.clone() for n, p in reference.named_parameters() if p.grad is not None}
+    true_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()])))
+    # a threshold the true norm passes and the scaled one (x1024) would not
+    config = load_config(None, ["model.preset=tiny", "train.grad_clip=0", f"train.skip_grad_norm={10 * true_norm}"])
+    module = DQModule(config)
+    module.load_state_dict(initial)
+    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))  # what is read
+    module.log_dict = lambda *a, **k: None
+    opt = SkippingAdam(module.parameters(), lr=1e-3)
+    scaler.scale(module.model(x).loss).backward()
+    module.on_before_optimizer_step(opt)
+    assert not bool(opt.skip)
+    for name, p in module.named_parameters():
+        if name in grads:
+            assert torch.equal(p.grad, grads[name]), name  # unscaled exactly (a power of two)
+    scaler.step(opt)  # the fused step with the scaler's found_inf and ours
+    scaler.update()
+    assert float(opt.state[next(module.parameters())]["step"]) == 1
