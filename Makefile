@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python benchmarks/quantizer.py
 	$(BIN)/python benchmarks/model.py
+	$(BIN)/python benchmarks/train_loop.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -2,11 +2,16 @@
 
 The naive network is the same architecture with one 1x1 projection and one quantizer module
 per codebook looped in Python (the official code's structure, ``benchmarks/naive.py``). Both
-are timed in two settings: fp32 with contiguous (NCHW) tensors, as the official code runs on a
-CPU, and bf16 autocast with channels_last tensors, depthq's training default on CPUs with native
-bf16 (AMX / AVX512-BF16). A step is forward + backward + Adam update on uint8 32x32 images.
+are timed in each precision setting: fp32 with contiguous (NCHW) tensors, as the official code
+runs on a CPU, and bf16 autocast with channels_last tensors, depthq's training default on GPUs
+and on CPUs with native bf16 (AMX / AVX512-BF16). A step is forward + backward + Adam update
+(fused where torch has the kernel, as ``depthq train`` uses it) on uint8 images.
 
-    python benchmarks/model.py [--batch 32] [--reps 5] [--presets small official]
+    python benchmarks/model.py [--device cpu|cuda] [--precision fp32 bf16] [--channels-last auto|on|off]
+                               [--batch 32] [--image-size 32] [--reps N] [--presets small official]
+
+On CUDA the step is timed with CUDA events after warm-up and its peak memory read with
+``torch.cuda.max_memory_allocated`` (``benchmarks/common.py``).
 """
 
 from __future__ import annotations
@@ -20,23 +25,45 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import median_times, peak_memory_bytes, write_json  # noqa: E402
-from depthq.tables import markdown_table  # noqa: E402
+from benchmarks.common import median_times, peak_memory_bytes, resolve_device, write_json  # noqa: E402
 from benchmarks.naive import naive_autoencoder  # noqa: E402
-from depthq.models import HierarchicalAutoencoder, preset  # noqa: E402
+from depthq.models import HierarchicalAutoencoder, ModelConfig, preset  # noqa: E402
+from depthq.tables import markdown_table  # noqa: E402
 
-SETTINGS = {"fp32": (torch.float32, False), "bf16+CL": (torch.bfloat16, True)}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MIB = 2**20
 
 
+def setting_name(precision: str, channels_last: bool) -> str:
+    """"fp32", "bf16+CL", ...: a precision and whether tensors are channels_last."""
+    return precision + ("+CL" if channels_last else "")
+
+
+def resolve_channels_last(choice: str, precision: str) -> bool:
+    """"auto": channels_last with mixed precision only (depthq's training default; fp32
+    channels_last was measured slower on CPU)."""
+    return precision != "fp32" if choice == "auto" else choice == "on"
+
+
+def adam(params) -> torch.optim.Optimizer:
+    """Adam as ``depthq train`` runs it: fused where torch has the kernel for the device."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=2e-4, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=2e-4)
+
+
 def make_step(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, channels_last: bool):
+    """One training step of ``model`` on ``x`` (forward, backward, Adam), on x's device."""
+    model = model.to(x.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    optimizer = adam(model.parameters())
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        autocast = (torch.autocast("cpu", dtype=dtype) if dtype != torch.float32
+        autocast = (torch.autocast(x.device.type, dtype=dtype) if dtype != torch.float32
                     else contextlib.nullcontext())
         with autocast:
             out = model(x)
@@ -46,66 +73,89 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, chann
     return step
 
 
-def bench_preset(name: str, batch: int, reps: int, head: str) -> dict:
-    config = preset(name, head=head)
+def bench_preset(name: str | ModelConfig, batch: int, reps: int, head: str, device: torch.device,
+                 settings: dict[str, tuple[torch.dtype, bool]], image_size: int = 32) -> dict:
+    config = preset(name, head=head) if isinstance(name, str) else name
     torch.manual_seed(0)
-    x = torch.randint(0, 256, (batch, config.image_channels, 32, 32), dtype=torch.uint8)
+    x = torch.randint(0, 256, (batch, config.image_channels, image_size, image_size), dtype=torch.uint8,
+                      device=device)
     steps = {}
     params = {}
     for impl, build in (("depthq", HierarchicalAutoencoder), ("naive", naive_autoencoder)):
-        for setting, (dtype, cl) in SETTINGS.items():
+        for setting, (dtype, cl) in settings.items():
             torch.manual_seed(0)
             model = build(config).train()
             params[impl] = sum(p.numel() for p in model.parameters() if p.requires_grad)
             steps[f"{impl} {setting}"] = make_step(model, x, dtype, cl)
-    seconds = median_times(steps, reps)
-    memory = {key: peak_memory_bytes(step) for key, step in steps.items()}
-    result = {"preset": name, "batch": batch, "head": head, "parameters": params,
-              "images_per_s": {k: batch / t for k, t in seconds.items()},
-              "peak_bytes": memory}
-    print(f"  {name}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in result["images_per_s"].items()),
+    seconds = median_times(steps, reps, device=device)
+    memory = {key: peak_memory_bytes(step, device) for key, step in steps.items()}
+    result = {"preset": name if isinstance(name, str) else "custom", "batch": batch, "image_size": image_size,
+              "head": head, "device": device.type, "settings": list(settings), "parameters": params,
+              "images_per_s": {k: batch / t for k, t in seconds.items()}, "peak_bytes": memory}
+    print(f"  {result['preset']}: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in result["images_per_s"].items()),
           flush=True)
     return result
 
 
 def report(results: list[dict]) -> str:
-    keys = [f"{i} {s}" for i in ("depthq", "naive") for s in SETTINGS]
+    settings = results[0]["settings"]
+    keys = [f"{i} {s}" for i in ("depthq", "naive") for s in settings]
+    ratios = [(f"depthq/naive {s}", f"depthq {s}", f"naive {s}") for s in settings]
+    if "fp32" in settings and len(settings) > 1:  # depthq's mixed-precision default vs the official code
+        ratios += [(f"depthq {s} / naive fp32", f"depthq {s}", "naive fp32") for s in settings if s != "fp32"]
     rows = []
     for r in results:
         ips, mem = r["images_per_s"], r["peak_bytes"]
         rows.append(
             [r["preset"], f"{r['parameters']['depthq'] / 1e6:.2f}M"]
             + [f"{ips[k]:.1f}" for k in keys]
-            + [f"{ips['depthq fp32'] / ips['naive fp32']:.2f}x",
-               f"{ips['depthq bf16+CL'] / ips['naive bf16+CL']:.2f}x",
-               f"{ips['depthq bf16+CL'] / ips['naive fp32']:.2f}x"]
+            + [f"{ips[a] / ips[b]:.2f}x" for _, a, b in ratios]
             + [f"{mem[k] / MIB:.0f}" for k in keys]
         )
-    headers = (["preset", "params"] + [f"{k} img/s" for k in keys]
-               + ["depthq/naive fp32", "depthq/naive bf16+CL", "depthq bf16+CL / naive fp32"]
+    headers = (["preset", "params"] + [f"{k} img/s" for k in keys] + [name for name, _, _ in ratios]
                + [f"{k} MiB" for k in keys])
     return markdown_table(headers, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=sorted(PRECISIONS),
+                        help="settings to time (each with --channels-last)")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                        help="auto: with bf16 only")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (median); default 5 on "
+                        "CPU, 20 on CUDA")
     parser.add_argument("--head", default="dmol")
     parser.add_argument("--presets", nargs="+", default=["small", "official"])
-    parser.add_argument("--out", default="benchmarks/results/model.json")
+    parser.add_argument("--out", default=None, help="JSON path; default benchmarks/results/model[-cuda].json")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"32x32, head {args.head}")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    cuda = device.type == "cuda"
+    reps = args.reps or (20 if cuda else 5)
+    settings = {}
+    for precision in args.precision:
+        cl = resolve_channels_last(args.channels_last, precision)
+        settings[setting_name(precision, cl)] = (PRECISIONS[precision], cl)
+    out = args.out or f"benchmarks/results/model{'-cuda' if cuda else ''}.json"
+    where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, {args.image_size}x{args.image_size}, "
+          f"head {args.head}, median of {reps}")
     for name in ("official", "paper-22m"):
         n = HierarchicalAutoencoder(preset(name, head=args.head)).num_parameters()
         print(f"  parameters of the {name!r} preset: {n:,}")
-    results = [bench_preset(name, args.batch, args.reps, args.head) for name in args.presets]
+    results = [bench_preset(name, args.batch, reps, args.head, device, settings, args.image_size)
+               for name in args.presets]
     print()
     print("Training step (forward + backward + Adam), images/s (median), peak memory of a step:")
     print()
     print(report(results))
-    print(f"\nwrote {write_json(args.out, {'results': results})}")
+    print(f"\nwrote {write_json(out, {'reps': reps, 'results': results}, device)}")
     return 0
 
 

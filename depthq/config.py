@@ -66,11 +66,16 @@ class DataConfig:
     schedule: list[dict] | None = None
     """Progressive sizes: [{image_size: 32, steps: 10000}, {image_size: 64, steps: 5000}];
     null: one stage at model.image_size for train.steps steps."""
+    device_cache_mb: int = 4096
+    """On a GPU: keep the uint8 training images there when they take at most this many MiB, and
+    gather and augment each batch on the GPU (the same batches as on the CPU); 0 or a larger set:
+    batches are built on the CPU, pinned and copied without blocking. Not used on a CPU."""
 
     def __post_init__(self) -> None:
         _check_int("data.batch_size", self.batch_size, 1)
         _check_int("data.num_workers", self.num_workers, 0)
         _check_int("data.augment_crop", self.augment_crop, 0)
+        _check_int("data.device_cache_mb", self.device_cache_mb, 0)
         if self.eval_batch_size is not None:
             _check_int("data.eval_batch_size", self.eval_batch_size, 1)
         if self.max_val_images is not None:
@@ -130,6 +135,10 @@ class TrainConfig:
     """Images in the reconstruction grids written at each validation."""
     progress: bool = True
     """Show a progress bar."""
+    compile: bool = False
+    """Run the training forward through ``torch.compile`` (off by default: it compiles for tens
+    of seconds first and, on a CPU, was measured not to pay for depthq's models; see the README's
+    GPU section). Validation and evaluation run the model uncompiled."""
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("warmup_steps", 0), ("num_nodes", 1), ("seed", 0),
@@ -189,7 +198,7 @@ class RunConfig:
                 d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
                 seed=self.train.seed, val_fraction=d.val_fraction, augment_flip=d.augment_flip,
                 augment_crop=d.augment_crop, schedule=schedule, eval_batch_size=d.eval_batch_size,
-                max_val_images=d.max_val_images,
+                max_val_images=d.max_val_images, device_cache_mb=d.device_cache_mb,
             )
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(f"data: {err}") from err

@@ -28,13 +28,14 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from depthq.data.augment import augment
+from depthq.data.augment import AugmentDraw, apply_augmentation, draw_augmentation
 from depthq.data.imageset import ImageSet
 from depthq.data.registry import check_image_size, dataset_info, get_dataset
 from depthq.data.schedule import (
@@ -52,21 +53,48 @@ log = logging.getLogger(__name__)
 _AUGMENT_SALT = 0x5EED  # keeps augmentation randomness apart from the data-order streams
 
 
+class BatchDraw(NamedTuple):
+    """A training batch before its pixels are read: the rows of its stage's training set and its
+    augmentation's randomness, all drawn on the CPU. ``pixels`` turns it into the batch wherever
+    the images are (the CPU, or an accelerator holding the training sets)."""
+
+    stage: int  # index into the schedule
+    indices: Tensor  # int64 (B,): rows of that stage's training set
+    augmentation: AugmentDraw | None  # None: no flip, no crop
+
+
+def pixels(images: Tensor, draw: BatchDraw) -> Tensor:
+    """The uint8 batch (B, C, H, W) of ``draw`` from its stage's images (N, C, H, W), on their
+    device; nothing is read on the host."""
+    batch = images[draw.indices.to(images.device)]
+    return batch if draw.augmentation is None else apply_augmentation(batch, draw.augmentation)
+
+
 class StagedBatches(Dataset):
-    """Map-style data set indexed by ``BatchKey``: returns that step's uint8 batch (B, C, H, W)."""
+    """Map-style data set indexed by ``BatchKey``: returns that step's uint8 batch (B, C, H, W),
+    or with ``draws_only`` its ``BatchDraw`` (the pixels are then read where the images are)."""
 
     def __init__(self, sets: Sequence[ImageSet], *, seed: int, flip: bool, crop_padding: int,
-                 rank: int = 0) -> None:
+                 rank: int = 0, draws_only: bool = False) -> None:
         self.sets = list(sets)
         self.seed, self.flip, self.crop_padding, self.rank = seed, flip, crop_padding, rank
+        self.draws_only = draws_only
 
-    def __getitem__(self, key: BatchKey) -> Tensor:
-        batch = self.sets[key.stage].batch(key.indices)  # (B, C, H, W) uint8
+    def draw(self, key: BatchKey) -> BatchDraw:
+        augmentation = None
         if self.flip or self.crop_padding:
             # seeded by (seed, step, rank): each rank's slice of the global batch draws its own
             generator = torch.Generator().manual_seed(mix_seed(self.seed, key.step, self.rank, _AUGMENT_SALT))
-            batch = augment(batch, flip=self.flip, crop_padding=self.crop_padding, generator=generator)
-        return batch
+            augmentation = draw_augmentation(len(key.indices), flip=self.flip, crop_padding=self.crop_padding,
+                                             generator=generator)
+        return BatchDraw(key.stage, key.indices, augmentation)
+
+    def __getitem__(self, key: BatchKey) -> Tensor | BatchDraw:
+        draw = self.draw(key)
+        if self.draws_only:
+            return draw
+        batch = self.sets[key.stage].batch(key.indices)  # (B, C, H, W) uint8, only those rows
+        return batch if draw.augmentation is None else apply_augmentation(batch, draw.augmentation)
 
 
 class _Batches(Dataset):
@@ -101,6 +129,11 @@ class ImageDataModule(L.LightningDataModule):
             their native size.
         eval_batch_size: batch size of the val/test loaders (default ``batch_size``).
         max_val_images: use a seeded random subset of at most this many val images.
+        device_cache_mb: on a CUDA trainer, keep the uint8 training sets on the GPU when they
+            take at most this many MiB together, and gather and augment each step's batch
+            there (the loader then yields ``BatchDraw``s: indices and random draws). Larger
+            sets, 0, or a CPU: batches are built on the CPU, pinned and copied without
+            blocking. Either way the batches are the same, image for image.
     """
 
     def __init__(
@@ -116,6 +149,7 @@ class ImageDataModule(L.LightningDataModule):
         schedule: Sequence[StageLike] | None = None,
         eval_batch_size: int | None = None,
         max_val_images: int | None = None,
+        device_cache_mb: int = 4096,
     ) -> None:
         super().__init__()
         info = dataset_info(name)
@@ -123,21 +157,25 @@ class ImageDataModule(L.LightningDataModule):
                            ("max_val_images", max_val_images or 1)):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1; got {value}")
-        if num_workers < 0 or seed < 0 or augment_crop < 0:
-            raise ValueError("num_workers, seed and augment_crop must be >= 0; "
-                             f"got {num_workers}, {seed}, {augment_crop}")
+        if num_workers < 0 or seed < 0 or augment_crop < 0 or device_cache_mb < 0:
+            raise ValueError("num_workers, seed, augment_crop and device_cache_mb must be >= 0; "
+                             f"got {num_workers}, {seed}, {augment_crop}, {device_cache_mb}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
         self.name, self.root = name, root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed, self.val_fraction = num_workers, seed, val_fraction
         self.augment_flip, self.augment_crop = augment_flip, augment_crop
-        self.max_val_images = max_val_images
+        self.max_val_images, self.device_cache_mb = max_val_images, device_cache_mb
         self.stages: tuple[Stage, ...] = parse_schedule(schedule, info.default_size)
         for stage in self.stages:
             self.source(stage.image_size)  # reject sizes the data set does not have, before any reading
+            if augment_crop >= stage.image_size:
+                raise ValueError(f"augment_crop must be below the image size; got {augment_crop} for "
+                                 f"{stage.image_size}x{stage.image_size} images")
         self.start_step = 0
         self._sets: dict[tuple[str, int], ImageSet] = {}
+        self._device_images: dict[tuple[int, torch.device], Tensor] = {}  # (stage, device) -> (N, C, H, W)
         self.save_hyperparameters(ignore=["schedule"])
         self.hparams["schedule"] = [dataclasses.asdict(s) for s in self.stages]
 
@@ -198,16 +236,48 @@ class ImageDataModule(L.LightningDataModule):
             return self.start_step
         return int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1))
 
-    def train_dataloader(self) -> DataLoader:
-        """Infinite loader of training batches uint8 (B, C, H, W), from the current step on."""
+    def train_dataloader(self, on_device: bool | None = None) -> DataLoader:
+        """Infinite loader of training batches uint8 (B, C, H, W), from the current step on.
+
+        With ``on_device`` (None: on a CUDA trainer when the training sets fit
+        ``device_cache_mb``) it yields each step's ``BatchDraw`` instead, and
+        ``on_after_batch_transfer`` reads its pixels on the device the draw was moved to.
+        """
         sets = [self.dataset("train", s.image_size) for s in self.stages]
         rank, world = self._rank_and_world()
         sampler = StagedBatchSampler(self.stages, [len(x) for x in sets], self.batch_size, self.seed,
                                      start_step=self._start_step(), rank=rank, world_size=world)
+        if on_device is None:
+            on_device = self._fits_on_device(sets)
         batches = StagedBatches(sets, seed=self.seed, flip=self.augment_flip, crop_padding=self.augment_crop,
-                                rank=rank)
+                                rank=rank, draws_only=on_device)
+        # pinned host memory: Lightning's copy to a GPU is then asynchronous (non_blocking)
         return DataLoader(batches, batch_size=None, sampler=sampler, num_workers=self.num_workers,
                           pin_memory=torch.cuda.is_available(), generator=self._generator())
+
+    def _fits_on_device(self, sets: Sequence[ImageSet]) -> bool:
+        trainer = self.trainer
+        if trainer is None or trainer.strategy.root_device.type != "cuda":
+            return False
+        nbytes = sum(len(x) * x[0].numel() for x in sets)
+        fits = nbytes <= self.device_cache_mb * 2**20
+        log.info("training batches are %s (%d MiB of uint8 training images, data.device_cache_mb=%d)",
+                 "gathered on the GPU" if fits else "built on the CPU and copied", nbytes // 2**20,
+                 self.device_cache_mb)
+        return fits
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """A ``BatchDraw`` (``train_dataloader(on_device=True)``) becomes its uint8 batch on the
+        device it was moved to; the stage's training images are copied there once."""
+        if not isinstance(batch, BatchDraw):
+            return batch
+        device = batch.indices.device
+        key = (batch.stage, device)
+        if key not in self._device_images:
+            images = self.dataset("train", self.stages[batch.stage].image_size)
+            # a fresh copy of the rows (not ImageSet.images, which would keep one on the CPU)
+            self._device_images[key] = images.batch(torch.arange(len(images))).to(device)
+        return pixels(self._device_images[key], batch)
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

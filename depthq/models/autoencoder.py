@@ -47,7 +47,7 @@ class Bottleneck(nn.Module):
         m, d = config.num_codebooks, config.code_dim
         kwargs = dict(beta=config.beta, decay=config.decay, learning=config.learning,
                       dead_code_threshold=config.dead_code_threshold,
-                      kmeans_init=config.kmeans_init)
+                      kmeans_init=config.kmeans_init, search=config.search)
         if config.quantizer == "dq":
             self.project = nn.Conv2d(in_channels, m * d, 1)
             self.quantizer = DepthwiseQuantizer(m, codebook_size, d, **kwargs)
@@ -170,7 +170,7 @@ class HierarchicalAutoencoder(nn.Module):
     def _quantize_levels(self, x: Tensor) -> list[QuantizerOutput]:
         """Encode bottom-up, quantize top-down. Returns each level's output, bottom to top."""
         encodings = []
-        h = normalise(x)
+        h = normalise(x).to(self.dtype)  # fp32 from the pixels; the network's own dtype after .half()
         for encoder in self.encoders:
             h = encoder(h)
             encodings.append(h)
@@ -186,7 +186,8 @@ class HierarchicalAutoencoder(nn.Module):
 
     def _decode_maps(self, maps: Sequence[Tensor | None]) -> Tensor:
         """Quantized maps (bottom to top; None = level left out) -> likelihood parameters."""
-        ups = [up(q) if q is not None else None for up, q in zip(self.upsamplers, maps)]
+        # codes come back fp32 (the codebooks stay fp32 whatever the model's dtype)
+        ups = [up(q.to(self.dtype)) if q is not None else None for up, q in zip(self.upsamplers, maps)]
         ref = next((u for u in ups if u is not None), None)
         if ref is None:
             raise ValueError("decode needs at least one level's codes")
@@ -244,6 +245,12 @@ class HierarchicalAutoencoder(nn.Module):
     def decode_levels(self, codes: Sequence[Tensor], keep: Sequence[int]) -> Tensor:
         """uint8 reconstruction from only the levels in ``keep``, the others zeroed (Fig. 4)."""
         return self.reconstruct([z if i in keep else None for i, z in enumerate(codes)])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The convolutions' dtype: fp32, or what ``.half()`` / ``.to(torch.bfloat16)`` made it
+        (the quantizers' codebooks and the heads' arithmetic stay fp32 either way)."""
+        return self.decoder[-1].weight.dtype
 
     @property
     def quantizers(self) -> list[DepthwiseQuantizer]:

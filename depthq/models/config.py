@@ -6,6 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from depthq.quantize.search import SEARCH_BACKENDS
+
 QUANTIZERS = ("dq", "vq", "coupled")
 HEAD_NAMES = ("categorical", "dmol", "mse")
 
@@ -62,6 +64,9 @@ class ModelConfig:
     """Initialise the codebooks by k-means on the first training batch."""
     learning: str = "ema"
     """"ema" codebooks (the paper) or "gradient"."""
+    search: str = "auto"
+    """Nearest-code search backend of the quantizers: "auto", "torch" or "triton" (a fused CUDA
+    kernel, needs the triton package); all give the same codes (``depthq.quantize.search``)."""
 
     def __post_init__(self) -> None:
         self.codebook_sizes = list(self.codebook_sizes)
@@ -87,6 +92,8 @@ class ModelConfig:
             raise ValueError(f"model.head must be one of {HEAD_NAMES}, got {self.head!r}")
         if self.learning not in ("ema", "gradient"):
             raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
+        if self.search not in SEARCH_BACKENDS:
+            raise ValueError(f"model.search must be one of {SEARCH_BACKENDS}, got {self.search!r}")
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"model.decay must be in [0, 1], got {self.decay}")
         for name in ("beta", "dead_code_threshold", "mse_weight"):

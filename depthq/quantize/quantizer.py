@@ -353,15 +353,15 @@ class DepthwiseQuantizer(nn.Module):
             flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
             if self.training and self._needs_init:
                 self._kmeans_init(flat)
-            embed = self.embed.detach()
             # (M, N) indices and best scores; a vector that is not finite scores non-finite
-            # (no extra pass over x to find it) and gets code 0
-            idx, scores = nearest_codes_and_scores(flat, embed, self.chunk_elements,
+            # (no extra pass over x to find it) and gets code 0. (No local alias of the codebooks
+            # lives on while _update writes them: torch.compile refuses a mutated aliased input.)
+            idx, scores = nearest_codes_and_scores(flat, self.embed.detach(), self.chunk_elements,
                                                    search=self.search)
             finite = torch.isfinite(scores)  # (M, N)
             idx.mul_(finite)  # code 0 where not finite
             nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
-            codes = layout.from_codebooks(gather_codes(embed, idx))  # input shape, fp32
+            codes = layout.from_codebooks(gather_codes(self.embed.detach(), idx))  # input shape, fp32
             counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
             reset = None
             if self.training:  # after the codes were read: the update is for the next batch
@@ -427,7 +427,7 @@ class DepthwiseQuantizer(nn.Module):
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
         count = self.ema_count.lerp(counts, 1.0 - self.decay)
-        embed = self.embed.detach()
+        embed = self.embed  # under no_grad
         if ema:
             total = self.ema_sum.lerp(stats[2], 1.0 - self.decay)
             embed = total / cb.smoothed_counts(count, self.eps).unsqueeze(-1)
@@ -440,7 +440,7 @@ class DepthwiseQuantizer(nn.Module):
             if ema:
                 total = torch.where(dead.unsqueeze(-1), candidates * count.unsqueeze(-1), total)
         self.ema_count.copy_(torch.where(ok, count, self.ema_count))
-        self.embed.data.copy_(torch.where(ok, embed, self.embed.detach()))
+        self.embed.copy_(torch.where(ok, embed, self.embed))  # no_grad: no .data (torch.compile)
         if ema:
             self.ema_sum.copy_(torch.where(ok, total, self.ema_sum))
         return dead & ok if replace else None
@@ -463,7 +463,7 @@ class DepthwiseQuantizer(nn.Module):
         if bad > 0 or total == 0:
             return
         centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.search)
-        self.embed.data.copy_(centroids)
+        self.embed.copy_(centroids)
         self.ema_count.copy_(counts)
         if self.learning == "ema":
             self.ema_sum.copy_(centroids * counts.unsqueeze(-1))

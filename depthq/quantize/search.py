@@ -117,6 +117,13 @@ def _torch_search(x: Tensor, codebooks: Tensor, chunk_elements: int) -> tuple[Te
     sq_norms = codebooks.pow(2).sum(-1).unsqueeze(1)  # (M, 1, K)
     codes_t = codebooks.transpose(1, 2)  # (M, D, K)
     rows = min(n, chunk_rows(m, k, chunk_elements))
+    if torch.compiler.is_compiling():
+        # The same products and minima as torch.compile can trace them: no out= buffers, and no
+        # switch of the matmul precision (a compiled graph keeps the precision set when it was
+        # compiled; torch's default, "highest", is exact fp32).
+        parts = [torch.baddbmm(sq_norms, x[:, s:s + rows], codes_t, alpha=-2.0).min(-1)
+                 for s in range(0, n, rows)]
+        return torch.cat([p.indices for p in parts], 1), torch.cat([p.values for p in parts], 1)
     # One score buffer for all chunks: a fresh 16 MiB block per chunk costs page faults that
     # were measured to halve the matrix product's speed on CPU.
     scores = torch.empty(m, rows, k, device=x.device)

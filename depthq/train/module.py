@@ -5,8 +5,10 @@ to the model:
 
 - one pass measures and clips the gradients; an update whose gradient norm is not finite (or
   above ``train.skip_grad_norm``) is skipped and counted (VDVAE-style), while the step counter
-  still advances, so data order and schedules stay aligned. The decision stays on the device;
-  ``SkippingAdam.step`` is the one place it is read on the host;
+  still advances, so data order and schedules stay aligned. The decision never leaves the
+  device: ``SkippingAdam`` hands it to fused Adam as ``found_inf``, so a training step has no
+  host synchronisation;
+- ``train.compile`` runs the training forward through ``torch.compile``;
 - validation streams the held-out split through ``depthq.evaluate.Evaluator`` (the same engine
   as ``depthq eval``) into a typed ``EvalResult``: labelled bits/dim, MSE/PSNR, and per level
   and codebook the perplexity, used fraction and effective information per position. The
@@ -36,18 +38,30 @@ EVAL_PRECISION = {"32": "32", "32-true": "32", "bf16-mixed": "bf16", "16-mixed":
 
 
 class SkippingAdam(torch.optim.Adam):
-    """Adam that drops an update when ``skip`` (a 0-dim bool tensor) is set by the time its
-    gradients are ready.
+    """Adam that drops an update when ``skip`` (a 0-dim bool tensor on the parameters' device)
+    is set by the time its gradients are ready, without reading it on the host.
 
     Lightning runs forward and backward inside ``step(closure)`` (fp32/bf16) or before it
     (fp16 with a grad scaler); either way the closure runs first and ``skip``, set by
-    ``DQModule.on_before_optimizer_step`` after backward, is read afterwards. Reading it here is
-    the training step's one host synchronisation; ``Adam(fused=True)`` with its ``found_inf``
-    argument could take the decision on the device instead.
+    ``DQModule.on_before_optimizer_step`` after backward, is read afterwards. It goes to fused
+    Adam as ``found_inf`` (the mechanism ``GradScaler`` uses): where it is 1 the kernel leaves
+    the parameters, ``exp_avg`` and ``exp_avg_sq`` untouched and the step counter is put back,
+    so a skipped step is exactly a step that never happened. Under a grad scaler (16-mixed) its
+    own ``found_inf`` is combined with ``skip``.
+
+    Fused Adam runs on CPU and CUDA (torch >= 2.4). Where torch has no fused kernel for the
+    parameters' device, this falls back to plain Adam and reads ``skip`` on the host once per
+    step (``self.fused`` says which).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, params, **kwargs) -> None:
+        params = list(params)
+        try:
+            super().__init__(params, fused=True, **kwargs)
+            self.fused = True
+        except RuntimeError:  # no fused kernel for this device or dtype
+            super().__init__(params, **kwargs)
+            self.fused = False
         self.skip: Tensor | None = None
 
     def step(self, closure=None):
@@ -56,10 +70,36 @@ class SkippingAdam(torch.optim.Adam):
             with torch.enable_grad():
                 loss = closure()
         skip, self.skip = self.skip, None
-        if skip is not None and bool(skip):
-            return loss
-        super().step()
+        if skip is None:
+            super().step()
+        elif not self.fused:
+            if not bool(skip):  # deliberate host read: only where fused Adam is unavailable
+                super().step()
+        else:
+            scaler_inf = getattr(self, "found_inf", None)  # set by GradScaler.step (16-mixed)
+            skip = skip.float()  # exactly 0.0 or 1.0, as the fused kernel expects
+            self.found_inf = skip if scaler_inf is None else torch.maximum(scaler_inf.to(skip.device), skip)
+            try:
+                super().step()
+            finally:
+                if scaler_inf is None:
+                    del self.found_inf
+                else:  # GradScaler deletes its own attribute after the step
+                    self.found_inf = scaler_inf
         return loss
+
+    def load_state_dict(self, state_dict) -> None:
+        """Also loads the state of a plain (unfused) Adam, as checkpoints of depthq before the
+        fused optimizer hold: their groups say ``fused=None`` and their step counters are CPU
+        tensors, where fused Adam keeps them on the parameters' device."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["fused"] = self.fused or None
+            if self.fused:
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if state and "step" in state:
+                        state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(p.device)
 
 
 class DQModule(L.LightningModule):
@@ -77,14 +117,30 @@ class DQModule(L.LightningModule):
         self.last_validation: EvalResult | None = None
         self._evaluator: Evaluator | None = None
         self._grid: tuple[Tensor, Tensor] | None = None
+        # the compiled training forward (train.compile), built at the first step: a function,
+        # not a submodule, so the state dict and checkpoints are those of the plain model
+        self._compiled_forward = None
 
     def forward(self, x: Tensor):
         return self.model(x)
 
     # -- training ------------------------------------------------------------------------------
 
+    def _train_forward(self, batch: Tensor):
+        if not self.run_config.train.compile:
+            return self.model(batch)
+        if self._compiled_forward is None:
+            if torch.get_float32_matmul_precision() != "highest":
+                # the quantizers switch TF32 off around their search; a compiled graph cannot
+                log.warning("train.compile with torch.set_float32_matmul_precision(%r): the compiled "
+                            "nearest-code search may use reduced-precision products and pick other "
+                            "codes; keep the default 'highest' to compile",
+                            torch.get_float32_matmul_precision())
+            self._compiled_forward = torch.compile(self.model.forward)
+        return self._compiled_forward(batch)
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        out = self.model(batch)
+        out = self._train_forward(batch)
         metrics = {"train/loss": out.loss.detach(), "train/quantizer_loss": out.quantizer_loss.detach()}
         if self.model.head.has_likelihood:
             # nats/dim of the training batch -> distortion bits/dim
@@ -103,6 +159,12 @@ class DQModule(L.LightningModule):
         # is off so the norm is not computed twice). The skip decision stays a device tensor:
         # no host synchronisation here. Lightning zeroes the gradients before the next backward,
         # so a skipped step's non-finite gradients go nowhere.
+        if getattr(optimizer, "_step_supports_amp_scaling", False):  # fused Adam
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:
+                # 16-mixed: Lightning leaves unscaling to a fused optimizer's step, but the norm
+                # and the clipping need the true gradients (no host read: unscale_ records found_inf)
+                scaler.unscale_(optimizer)
         params = [p for p in self.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.run_config.train.grad_clip or float("inf"))
         skip = ~torch.isfinite(norm)

@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path("checkpoints")
 #: what --resume may change: extending the run, a guard against bad updates, and things that
-#: do not change what is trained (progress display, where the data lives, loader workers)
-RESUMABLE_CHANGES = ("train.steps", "train.skip_grad_norm", "train.progress", "data.root", "data.num_workers")
+#: do not change what is trained (progress display, where the data lives, loader workers, how
+#: the step is computed: compilation, the search backend, batches built on the device)
+RESUMABLE_CHANGES = ("train.steps", "train.skip_grad_norm", "train.progress", "data.root", "data.num_workers",
+                     "train.compile", "model.search", "data.device_cache_mb")
 SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training"}
 
 

@@ -173,3 +173,47 @@ def test_augmentation_differs_between_ranks_of_one_step():
     draws = [StagedBatches(sets, seed=0, flip=True, crop_padding=0, rank=r)[key] for r in (0, 1)]
     assert not torch.equal(draws[0], draws[1])
     assert torch.equal(draws[0], StagedBatches(sets, seed=0, flip=True, crop_padding=0, rank=0)[key])
+
+
+def _definition_of_the_batch(dm: ImageDataModule, step: int) -> torch.Tensor:
+    """A training batch as the module docstring defines it: the sampler's rows of the stage's set,
+    augmented with a generator seeded by (seed, step, rank 0)."""
+    from depthq.data.augment import augment
+    from depthq.data.module import _AUGMENT_SALT
+    from depthq.data.schedule import mix_seed
+
+    sets = [dm.dataset("train", s.image_size) for s in dm.stages]
+    key = StagedBatchSampler(dm.stages, [len(x) for x in sets], dm.batch_size, dm.seed).batch_at(step)
+    generator = torch.Generator().manual_seed(mix_seed(dm.seed, step, 0, _AUGMENT_SALT))
+    return augment(sets[key.stage].batch(key.indices), flip=dm.augment_flip, crop_padding=dm.augment_crop,
+                   generator=generator)
+
+
+@pytest.mark.parametrize("flip, crop", [(False, 0), (True, 3)])
+def test_batches_gathered_on_the_device_equal_the_cpu_batches(flip, crop):
+    from depthq.data.module import BatchDraw
+
+    dm = ImageDataModule("photos", batch_size=8, augment_flip=flip, augment_crop=crop, seed=5,
+                         schedule=[(32, 2), (64, 2)])
+    assert dm.device_cache_mb > 0
+    cpu = list(itertools.islice(dm.train_dataloader(), 5))
+    assert all(torch.equal(b, _definition_of_the_batch(dm, step)) for step, b in enumerate(cpu))
+    if flip or crop:  # the definition really augments
+        plain = ImageDataModule("photos", batch_size=8, seed=5, schedule=[(32, 2), (64, 2)])
+        assert not torch.equal(cpu[0], next(iter(plain.train_dataloader())))
+    # the device path: the loader yields draws, the pixels are read where the images are (here
+    # the CPU standing in for a GPU: the same code, every tensor on one device)
+    draws = list(itertools.islice(dm.train_dataloader(on_device=True), 5))
+    assert all(isinstance(d, BatchDraw) for d in draws)
+    assert (draws[0].augmentation is None) == (not flip and not crop)
+    for draw, expected in zip(draws, cpu):
+        batch = dm.on_after_batch_transfer(draw, 0)
+        assert batch.dtype == torch.uint8 and torch.equal(batch, expected)
+    assert len(dm._device_images) == 2  # each stage's training images copied once
+    plain_batch = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    assert dm.on_after_batch_transfer(plain_batch, 0) is plain_batch  # val/test batches pass through
+
+
+def test_a_crop_as_large_as_the_image_is_refused_up_front():
+    with pytest.raises(ValueError, match="augment_crop must be below the image size"):
+        ImageDataModule("photos", batch_size=8, augment_crop=32)

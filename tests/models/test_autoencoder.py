@@ -143,6 +143,39 @@ def test_bf16_autocast_forward_keeps_fp32_losses():
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_encodes_and_decodes(dtype):
+    torch.manual_seed(0)
+    reference = HierarchicalAutoencoder(preset("tiny")).eval()
+    model = HierarchicalAutoencoder(preset("tiny"))
+    model.load_state_dict(reference.state_dict())
+    model = model.to(dtype).eval()
+    assert model.dtype == dtype and all(q.codebooks.dtype == torch.float32 for q in model.quantizers)
+    x = images(4)
+    try:
+        out = model(x)
+    except (NotImplementedError, RuntimeError) as err:  # an op without a kernel for dtype on CPU
+        if "not implemented" in str(err).lower():
+            pytest.skip(f"{dtype} not supported on this CPU build: {err}")
+        raise
+    codes = model.encode(x)  # fp32 codes into the half-precision decoder: no dtype mismatch
+    params = model.decode(codes)
+    assert params.dtype == dtype and torch.equal(params, out.params)
+    assert model.reconstruct(codes).dtype == torch.uint8
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    # the same network in fp32, to the half type's rounding
+    ref = reference(x)
+    torch.testing.assert_close(out.params.float(), ref.params, rtol=0.05, atol=0.05)
+
+
+def test_the_search_backend_reaches_every_quantizer_and_old_configs_load():
+    model = HierarchicalAutoencoder(preset("tiny", search="torch"))
+    assert {q.search for q in model.quantizers} == {"torch"}
+    old = preset("tiny").to_dict()
+    del old["search"]  # a config.json written before the field existed
+    assert ModelConfig.from_dict(old).search == "auto"
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [
@@ -154,6 +187,7 @@ def test_bf16_autocast_forward_keeps_fp32_losses():
         ({"codebook_sizes": [8, 0]}, "codebook sizes >= 1"),
         ({"channels": 0}, "model.channels must be an int >= 1"),
         ({"decay": 2.0}, r"model.decay must be in \[0, 1\]"),
+        ({"search": "cuda"}, "model.search must be one of"),
     ],
 )
 def test_invalid_configs_raise_at_construction(changes, match):

@@ -81,10 +81,18 @@ def test_exploding_updates_are_skipped_and_counted(tmp_path):
     run = tmp_path / "run"
     train(tiny_config("train.steps=2", "train.val_every=2", "train.checkpoint_every=2"), run)
     before = load_file(str(run / "model.safetensors"))
+    adam_before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["state"]
     # Adam has momentum now: any update that was not really dropped would move the weights
     config = load_config(run / "config.yaml", ["train.steps=4", "train.skip_grad_norm=1e-12"])
     summary = train(config, run, resume=True)
     assert summary.skipped_steps == 2 and summary.steps == 4
+    # ...and the optimizer's state (step count, moments) is that of step 2
+    adam_after = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["state"]
+    assert adam_before.keys() == adam_after.keys()
+    for key, state in adam_before.items():
+        assert float(state["step"]) == 2
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[name], adam_after[key][name]), (key, name)
     after = load_file(str(run / "model.safetensors"))
     trainable = {name for name, _ in depthq.load(run).named_parameters()}
     assert trainable
@@ -255,3 +263,42 @@ def test_gradients_are_clipped_to_train_grad_clip():
     module.on_before_optimizer_step(Opt())
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None]))
     assert total == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_compiled_training_runs_and_trains_the_same_model(tmp_path, monkeypatch):
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is not available")
+    # Dynamo's tracing and AOT autograd as train.compile uses them, with the eager backend:
+    # inductor's C++ compile takes minutes on a 2-core CPU (tests/train/test_train_cuda.py runs it)
+    real_compile = torch.compile
+    compiled = []
+
+    def compile_eagerly(fn, **kwargs):
+        compiled.append(fn)
+        return real_compile(fn, backend="aot_eager", fullgraph=False)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    runs = {}
+    for flag in ("false", "true"):
+        config = tiny_config("train.steps=3", "train.val_every=3", "train.precision=32", f"train.compile={flag}")
+        train(config, tmp_path / flag)
+        runs[flag] = load_file(str(tmp_path / flag / "model.safetensors"))
+    assert len(compiled) == 1  # the training forward of the compiled run, once
+    for name, value in runs["false"].items():
+        torch.testing.assert_close(runs["true"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_batches_built_where_the_images_are_train_the_same_model(tmp_path, monkeypatch):
+    # On a GPU the training sets are kept there and each batch is gathered and augmented there
+    # (data.device_cache_mb); the same path runs here with the CPU standing in for the GPU.
+    from depthq.data.module import ImageDataModule
+
+    runs = {}
+    for on_device in (False, True):
+        monkeypatch.setattr(ImageDataModule, "_fits_on_device", lambda self, sets, flag=on_device: flag)
+        config = tiny_config("train.steps=3", "train.val_every=3", "train.precision=32",
+                             "data.augment_flip=true", "data.augment_crop=2")
+        train(config, tmp_path / str(on_device))
+        runs[on_device] = load_file(str(tmp_path / str(on_device) / "model.safetensors"))
+    for name, value in runs[False].items():
+        assert torch.equal(runs[True][name], value), name
