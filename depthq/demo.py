@@ -44,6 +44,8 @@ QUICK_STEPS = 60
 #: The learned prior of the demo: fewer steps and training images than `depthq prior train`'s defaults.
 DEMO_PRIOR = ("train.steps=600", "train.max_train_images=16384")
 QUICK_PRIOR = ("train.steps=10", "train.max_train_images=256", "train.max_val_images=64", "train.val_every=10")
+#: test images the first seed's models compress to real .dqz files (with the learned prior)
+DEMO_CODEC_IMAGES = 100
 MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
@@ -207,11 +209,14 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
             run_dir = out / f"{quantizer}-seed{seed}"
             config = configs[label, seed]
             summary = train(config, run_dir, description=f"training {label}, seed {seed}")
+            run_options = options
             if prior and seed == seeds[0]:
                 # a smoke-test budget gets a smoke-test prior
-                _train_prior(run_dir, label, QUICK_PRIOR if steps <= QUICK_STEPS else DEMO_PRIOR)
+                smoke = steps <= QUICK_STEPS
+                _train_prior(run_dir, label, QUICK_PRIOR if smoke else DEMO_PRIOR)
+                run_options = dataclasses.replace(options, codec_images=4 if smoke else DEMO_CODEC_IMAGES)
             # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
-            report = write_eval(run_dir, options)
+            report = write_eval(run_dir, run_options)
             runs[label].append(DemoRun(label, seed, config, summary, report.result))
             if seed == seeds[0]:
                 pictures[label] = sample_reconstructions(report.evaluation)
@@ -241,6 +246,14 @@ def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: 
     if any(v is not None for v in learned):
         rows.insert(7, [f"total bits/dim, learned prior (seed {seeds[0]})",
                         *("n/a" if v is None else f"{v:.3f}" for v in learned)])
+    files = [first[label].result.codec for label in runs]
+    if any(c is not None for c in files):
+        images = next(c for c in files if c is not None).measurement.images
+        rows.insert(8, [f".dqz lossless files, bits/dim (whole files; ideal; exact round trips), "
+                        f"first {images} test images, seed {seeds[0]}",
+                        *("n/a" if c is None else f"{c.measurement.lossless_bits_per_dim:.3f}; "
+                          f"{c.measurement.model_bits_per_dim:.3f}; {c.measurement.round_trips_verified}/"
+                          f"{c.measurement.images}" for c in files)])
     rows.append(["code vectors per level",
                  *(" / ".join(str(lv.code_vectors) for lv in first[label].result.levels) for label in runs)])
     table = markdown_table(["figure (test split)", *columns], rows, align="l" + "r" * len(columns))

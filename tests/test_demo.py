@@ -41,6 +41,9 @@ def test_demo_with_the_learned_prior_adds_its_row(tmp_path, capsys):
     assert all(rs[0].result.total("learned") is not None for rs in runs.values())
     printed = capsys.readouterr().out
     assert "total bits/dim, learned prior (seed 3)" in printed and "one seed: no spread measured" in printed
+    assert ".dqz lossless files, bits/dim" in printed and "; 4/4" in printed  # real files, every round trip exact
+    codec = runs["DQ-AE"][0].result.codec
+    assert codec.measurement.lossless_bits_per_dim >= codec.measurement.model_bits_per_dim
     assert (tmp_path / "demo" / "dq-seed3" / "prior" / "prior.safetensors").is_file()
     run_demo(tmp_path / "demo", steps=1, batch_size=8, seeds=[0], data="photos", prior=False)
     assert (tmp_path / "demo-2" / "summary.md").is_file()  # never overwrites: a new folder
