@@ -12,7 +12,10 @@ code vectors), so that both quantizers get the same search effort:
 - ``kmeans++``: codebooks initialised by k-means (k-means++ seeding) on the first batch;
 - ``cosine``: peak learning rate 2e-3 with a cosine decay to 5% of it;
 - ``all``: the three together;
-- ``all+mse``: and an auxiliary squared error of the expected image (``model.mse_weight`` 10),
+- ``mse``: the v0.1 recipe with an auxiliary squared error of the expected image
+  (``model.mse_weight`` 10), which trains the mean of p(x|z) as a reconstruction next to the
+  likelihood;
+- ``all+mse``: ``all`` with that auxiliary squared error of the expected image (``model.mse_weight`` 10),
   which trains the mean of p(x|z) as a reconstruction next to the likelihood.
 
 Reported per cell on the held-out test split (scenes when installed, else the bundled photos):
@@ -54,6 +57,7 @@ VARIANTS = {
     "cosine": {"train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
     "all": {"model": {"beta": 1.0, "kmeans_init": True},
             "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
+    "mse": {"model": {"mse_weight": 10.0}},
     "all+mse": {"model": {"beta": 1.0, "kmeans_init": True, "mse_weight": 10.0},
                 "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
 }
