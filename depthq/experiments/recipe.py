@@ -15,8 +15,7 @@ code vectors), so that both quantizers get the same search effort:
 - ``mse``: the v0.1 recipe with an auxiliary squared error of the expected image
   (``model.mse_weight`` 10), which trains the mean of p(x|z) as a reconstruction next to the
   likelihood;
-- ``all+mse``: ``all`` with that auxiliary squared error of the expected image (``model.mse_weight`` 10),
-  which trains the mean of p(x|z) as a reconstruction next to the likelihood.
+- ``all+mse``: ``all`` with that auxiliary squared error.
 
 Reported per cell on the held-out test split (scenes when installed, else the bundled photos):
 PSNR of the mean reconstruction, distortion bits/dim, total bits/dim under the empirical prior,
