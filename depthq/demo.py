@@ -38,7 +38,7 @@ DEMO_MODEL = {
     "channels": 64, "res_channels": 32, "res_blocks": 2, "coder_blocks": 2, "stride": 2,
     "codebook_sizes": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
 }
-DEMO_STEPS = 1000
+DEMO_STEPS = 800
 DEMO_SEEDS = (0, 1)
 QUICK_STEPS = 60
 #: The learned prior of the demo: fewer steps and training images than `depthq prior train`'s defaults.

@@ -23,7 +23,7 @@ def test_demo_trains_both_models_over_seeds_and_writes_the_comparison(tmp_path, 
                 "mean ± std over 2 seeds", "Verdict:", "data: photos"):
         assert row in printed, row
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["seeds"] == [0, 1] and saved["recipe"] == "all"
+    assert saved["seeds"] == [0, 1] and saved["recipe"] == "all+mse"
     dq = [EvalResult.from_dict(r["eval"]) for r in saved["runs"]["DQ-AE"]]
     vq = [EvalResult.from_dict(r["eval"]) for r in saved["runs"]["VQ-VAE"]]
     assert dq[1] == runs["DQ-AE"][1].result
