@@ -165,3 +165,22 @@ def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> 
     if not curve_panels(series):
         return None
     return _save(_curves_figure(series), path)
+
+
+def rate_distortion(points: Sequence[tuple[str, float, float]], curves: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+                    path: str | os.PathLike, title: str = "PSNR against code rate on the test images") -> Path:
+    """Labelled (label, bits per pixel, PSNR) points over codec curves (name, [(bpp, PSNR), ...])."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in curves:
+        xs, ys = zip(*sorted(curve))
+        ax.plot(xs, ys, "-", color="0.6", lw=1)
+        ax.annotate(name, (xs[-1], ys[-1]), fontsize=8, color="0.4", ha="right", va="bottom")
+    for label, bpp, db in points:
+        marker = "o" if "DQ" in label else "s"
+        ax.plot([bpp], [db], marker, ms=6)
+        ax.annotate(label, (bpp, db), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xlabel("bits per pixel (code rate, empirical prior; file size for the codecs)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -191,13 +191,25 @@ class RecipeOutcome:
     out: Path
 
 
-def _jpeg_at(results: list[CellResult]):
-    """JPEG PSNR at a rate, read on the test images' cached anchors (the better chroma subsampling)."""
+def _anchors(results: list[CellResult]):
+    """The test images' codec anchors (cached; see ``depthq.evaluate.anchor_section``)."""
     from depthq.evaluate.anchor_section import cached_anchors
 
     images = results[0].cell.config.datamodule().dataset("test").images
-    anchors, _ = cached_anchors(images)
-    return lambda bpp: anchors.best_psnr_at(bpp, "JPEG")[1].value
+    return cached_anchors(images)[0]
+
+
+def _figure(results: list[CellResult], anchors, out: Path) -> Path:
+    """PSNR against code rate for every cell, over JPEG's and WebP's curves on the same images."""
+    from depthq.evaluate import figures
+
+    curves = [(c.codec, [(p.bits_per_pixel, p.psnr) for p in c.frontier()]) for c in anchors.curves
+              if c.codec in ("JPEG 4:2:0", "JPEG", "WebP")]
+    curves = [(name, [(x, y) for x, y in curve if x <= 3.0]) for name, curve in curves]
+    points = [(f"{c.cell.labels['model'].split('-')[0]} {c.cell.labels['variant']}", _bpp(c), c.result.psnr)
+              for c in results if c.cell.config.train.seed == results[0].cell.config.train.seed]
+    return figures.rate_distortion(points, curves, out / "rate_distortion.png",
+                                   title="Recipe variants: test PSNR against the codes' rate, with JPEG and WebP")
 
 
 def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: str | None = None,
@@ -213,8 +225,10 @@ def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: st
     claim_folder(out, {"experiment": "recipe", "preset": preset_name, "data": data, "root": root,
                        "config": preset, "variants": variants})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
-    rows = summarise(results, _jpeg_at(results))
+    anchors = _anchors(results)
+    rows = summarise(results, lambda bpp: anchors.best_psnr_at(bpp, "JPEG")[1].value)
     table = format_rows(rows)
+    figure = _figure(results, anchors, out)
     write_json(out / "results.json", {"experiment": "recipe", "preset": preset_name, "data": data,
                                       "config": preset, "variants": {v: VARIANTS[v] for v in variants},
                                       "rows": rows_json(rows), "cells": cells_json(results)})
@@ -223,5 +237,6 @@ def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: st
                f"The demo's network, {preset['steps']} steps at batch {preset['batch_size']} per cell; the test "
                f"split; mean ± std over seeds where there are several. Information: the joint entropy of a "
                f"position's codes (plug-in estimator), over M*log2 K.\n\n{table}\n\nVariants: "
-               + "; ".join(f"{v}: {VARIANTS[v] or 'the depthq 0.1 recipe'}" for v in variants) + "\n")
+               + "; ".join(f"{v}: {VARIANTS[v] or 'the depthq 0.1 recipe'}" for v in variants)
+               + f"\n\n![rate-distortion]({figure.name})\n")
     return RecipeOutcome(table, rows, out)
