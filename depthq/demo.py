@@ -155,8 +155,9 @@ def spreads(runs: dict[str, list[DemoRun]]) -> dict[str, dict[str, Spread]]:
 
 
 def verdict(values: dict[str, dict[str, Spread]]) -> list[str]:
-    """One line per compared figure: the difference of the means, and whether the seeds' ranges
-    overlap (then the difference is within the spread over seeds: no verdict)."""
+    """One line per compared figure: the difference of the means, whether the seeds' ranges
+    overlap (then the difference is within the spread over seeds: no verdict), and otherwise how
+    likely a separation this clean would be by chance (2 seeds each: 1 in 3)."""
     lines = []
     for label, higher in VERDICT:
         dq, vq = values[label]["DQ-AE"], values[label]["VQ-VAE"]
@@ -164,14 +165,20 @@ def verdict(values: dict[str, dict[str, Spread]]) -> list[str]:
             continue
         diff = dq.mean - vq.mean
         better = "DQ-AE" if (diff > 0) == higher else "VQ-VAE"
-        if len(dq.values) < 2:
+        n, m = len(dq.values), len(vq.values)
+        if min(n, m) < 2:
             lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f} with one seed: no spread measured, no verdict")
         elif dq.overlaps(vq):
             lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f}, within the spread over seeds "
                          f"(the seeds' ranges overlap): no verdict")
         else:
+            # if both models were equally good, every seed of one would beat every seed of the
+            # other (either way) with this probability: 2 / C(n + m, n)
+            chance = 2 / math.comb(n + m, n)
+            strength = "suggestive only" if chance > 0.05 else "unlikely by chance"
             lines.append(f"- {label}: {better} is better by {abs(diff):.3f}; every seed of one model beats every "
-                         f"seed of the other ({len(dq.values)} seeds each)")
+                         f"seed of the other ({n} + {m} seeds: {strength}, {chance:.0%} by chance if the models "
+                         "were equal)")
     return lines
 
 
@@ -196,7 +203,9 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
     else:
         data_note = f"data: {data}"
     configs = {(label, seed): demo_config(quantizer, steps, batch_size, seed=seed, data=data)
-               for label, quantizer in MODELS for seed in seeds}  # ConfigError first
+               for label, quantizer in MODELS for seed in seeds}
+    for config in configs.values():
+        config.datamodule()  # the data set must fit the demo's model: ConfigError before any folder
     out = _fresh_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
     print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {RECIPE!r} -> {out}")

@@ -59,11 +59,18 @@ def test_verdict_reads_overlapping_seeds_as_no_verdict():
     assert all("within the spread over seeds" in line for line in lines)
     lines = verdict(figures((24.0, 25.0), (20.0, 21.0)))
     assert "PSNR (dB) of the mean reconstruction: DQ-AE is better by 4.000" in lines[0]
+    assert "2 + 2 seeds: suggestive only, 33% by chance" in lines[0]
+    three = verdict(figures((24.0, 25.0, 24.5), (20.0, 21.0, 20.5)))
+    assert "3 + 3 seeds: suggestive only, 10% by chance" in three[0]
     assert "distortion bits/dim (paper convention): VQ-VAE is better" in lines[1]  # lower is better
     assert Spread((1.0, 3.0)).format(2) == "2.00 ± 1.41"
 
 
-def test_demo_refuses_a_bad_budget_before_creating_its_folder(tmp_path):
+def test_demo_refuses_a_bad_budget_or_data_before_creating_its_folder(tmp_path):
+    from depthq.errors import ConfigError
+
     with pytest.raises(ValueError, match="train.steps must be an int >= 1"):
         run_demo(tmp_path / "demo", steps=0, data="photos")
+    with pytest.raises(ConfigError):  # 28x28 greyscale does not fit the demo network
+        run_demo(tmp_path / "demo", steps=1, data="fashion-mnist")
     assert not (tmp_path / "demo").exists()

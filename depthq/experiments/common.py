@@ -12,6 +12,7 @@ before anything runs (changed settings get their own folder by default, see
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 from collections.abc import Callable, Hashable, Sequence
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from depthq.atomic import write_json
 from depthq.config import RunConfig, config_from_dict, dump_config, load_config
-from depthq.errors import RunDirError
+from depthq.errors import DepthqError, RunDirError, UsageError
 from depthq.evaluate.report import read_eval, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.train.summary import TrainSummary
@@ -71,6 +72,36 @@ def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num
         "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10), "seed": seed,
                   "val_every": steps, "checkpoint_every": max(steps // 4, 1), **train_changes},
     })
+
+
+def with_options(preset: dict, *, seeds: Sequence[int] | None = None, steps: int | None = None) -> dict:
+    """A copy of ``preset`` with the command line's seeds (duplicates dropped) and steps."""
+    preset = dict(preset)
+    if seeds is not None:
+        seeds = list(dict.fromkeys(seeds))
+        if not seeds or any(s < 0 for s in seeds):
+            raise UsageError(f"--seeds must be one or more seeds >= 0, got {seeds}")
+        preset["seeds"] = seeds
+    if steps is not None:
+        if steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {steps}")
+        preset["steps"] = steps
+    return preset
+
+
+def check_cells(cells: Sequence[Cell]) -> None:
+    """Before anything is written: unique cell names, and every cell's data set fits its model
+    (``RunConfig.datamodule`` checks channels and image size without reading the images)."""
+    names = [c.name for c in cells]
+    if len(set(names)) != len(names):
+        raise UsageError(f"cell names must be unique, got {names}")
+    for cell in cells:
+        try:
+            cell.config.datamodule()
+        except ValueError as err:
+            if isinstance(err, DepthqError):
+                raise
+            raise UsageError(f"{cell.name}: {err}") from err
 
 
 def claim_folder(root: Path, settings: dict[str, Any]) -> None:
@@ -136,6 +167,8 @@ class Aggregate:
     values: tuple[float, ...]
 
     def format(self, digits: int = 3) -> str:
+        if math.isnan(self.mean):
+            return "n/a"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
 
 

@@ -30,10 +30,12 @@ from depthq.experiments.common import (
     CellResult,
     aggregate,
     cells_json,
+    check_cells,
     claim_folder,
     group,
     rows_json,
     run_cells,
+    with_options,
     single_level_config,
 )
 from depthq.tables import markdown_table
@@ -152,12 +154,9 @@ class DecouplingOutcome:
 
 def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: str | None = None,
         seeds: list[int] | None = None, steps: int | None = None) -> DecouplingOutcome:
-    preset = dict(PRESETS[preset_name])
-    if seeds:
-        preset["seeds"] = seeds
-    if steps:
-        preset["steps"] = steps
-    all_cells = cells(preset, data, root)  # validates every config before the folder is claimed
+    preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
+    all_cells = cells(preset, data, root)
+    check_cells(all_cells)  # every config and data set checked before the folder is claimed
     claim_folder(out, {"experiment": "decoupling", "preset": preset_name, "data": data, "root": root,
                        "config": preset})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])

@@ -41,10 +41,12 @@ from depthq.experiments.common import (
     CellResult,
     aggregate,
     cells_json,
+    check_cells,
     claim_folder,
     group,
     rows_json,
     run_cells,
+    with_options,
 )
 from depthq.tables import markdown_table
 
@@ -199,6 +201,11 @@ def _anchors(results: list[CellResult]):
     return cached_anchors(images)[0]
 
 
+def _not_extrapolated(value) -> float:
+    """An anchor read at a rate, or NaN ("n/a" in the table) outside the measured sweep."""
+    return math.nan if value.extrapolated else value.value
+
+
 def _figure(results: list[CellResult], anchors, out: Path) -> Path:
     """PSNR against code rate for every cell, over JPEG's and WebP's curves on the same images."""
     from depthq.evaluate import figures
@@ -215,18 +222,15 @@ def _figure(results: list[CellResult], anchors, out: Path) -> Path:
 def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: str | None = None,
         seeds: list[int] | None = None, steps: int | None = None,
         variants: list[str] | None = None) -> RecipeOutcome:
-    preset = dict(PRESETS[preset_name])
-    if seeds:
-        preset["seeds"] = seeds
-    if steps:
-        preset["steps"] = steps
+    preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
     variants = list(variants or VARIANTS)
-    all_cells = cells(preset, data, root, variants)  # validates every config before the folder is claimed
+    all_cells = cells(preset, data, root, variants)
+    check_cells(all_cells)  # every config and data set checked before the folder is claimed
     claim_folder(out, {"experiment": "recipe", "preset": preset_name, "data": data, "root": root,
                        "config": preset, "variants": variants})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     anchors = _anchors(results)
-    rows = summarise(results, lambda bpp: anchors.best_psnr_at(bpp, "JPEG")[1].value)
+    rows = summarise(results, lambda bpp: _not_extrapolated(anchors.best_psnr_at(bpp, "JPEG")[1]))
     table = format_rows(rows)
     figure = _figure(results, anchors, out)
     write_json(out / "results.json", {"experiment": "recipe", "preset": preset_name, "data": data,

@@ -242,7 +242,9 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
         weights: which of the run's weights files to model (``model.safetensors``, ``best.safetensors``).
         resume: continue from ``out/checkpoints/last.ckpt``. The learning-rate schedule follows
             ``train.steps``: a run resumed with the same steps continues exactly as if it had not
-            stopped; extending the steps stretches the rest of the cosine decay.
+            stopped; extending the steps recomputes the cosine over the new total, so the rate
+            jumps up at the resumed step (e.g. from 0.10 to 0.57 of lr when 1,500 steps become
+            3,000) and decays again to a tenth at the new end.
         callbacks: extra Lightning callbacks.
     """
     run_dir = Path(run_dir)

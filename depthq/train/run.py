@@ -113,6 +113,14 @@ def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:
     if new.train.steps < step:
         raise ConfigError(f"the checkpoint is at step {step}: train.steps={new.train.steps} would end "
                           "before it (--steps can only extend a resumed run)")
+    if new.train.steps != saved.train.steps and saved.train.lr_schedule == "cosine":
+        # the schedule is a function of train.steps: stretching it would raise the learning rate
+        # at once (e.g. from 5% to 56% of lr when 800 steps become 1,600)
+        raise ConfigError(
+            f"--resume cannot extend a run with the cosine learning-rate schedule (train.steps was "
+            f"{saved.train.steps}, now {new.train.steps}): its rate has decayed to the end, and a longer "
+            "schedule would raise it again at once. Resume with the same steps, or start a new run "
+            "(lr_schedule: constant runs can be extended)")
 
 
 def _load_resume_point(run_dir: Path, which: str) -> tuple[int, RunConfig]:

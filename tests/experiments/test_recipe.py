@@ -35,7 +35,8 @@ def test_recipe_toy_run_writes_rows_with_the_jpeg_anchor(tmp_path):
     for row in out.rows:
         assert 0 < row.min_perplexity_fraction.mean <= 1
         assert 0 <= row.min_information_fraction.mean <= 1
-        assert row.jpeg_psnr is not None and math.isfinite(row.jpeg_psnr.mean)
+        assert row.jpeg_psnr is not None  # a value inside JPEG's sweep, NaN ("n/a") outside it
+        assert math.isfinite(row.jpeg_psnr.mean) or row.jpeg_psnr.format() == "n/a"
         # bits per pixel of the codes: at most the uniform prior's capacity (plus a little for the empirical fit)
         assert 0 < row.rate_bpp.mean
     assert "JPEG PSNR at the same rate" in out.table
@@ -64,3 +65,22 @@ def test_decoupling_gpu_preset_is_refused_with_quick(capsys):
 
     assert main(["experiment", "decoupling", "--quick", "--gpu"]) != 0
     assert "--quick and --gpu" in capsys.readouterr().err
+
+
+def test_anchor_outside_the_sweep_is_not_a_number():
+    from depthq.evaluate.anchors import Interpolated
+
+    assert recipe._not_extrapolated(Interpolated(30.0, False)) == 30.0
+    assert math.isnan(recipe._not_extrapolated(Interpolated(22.0, True)))
+
+
+def test_bad_seeds_steps_and_data_are_refused_before_the_folder(tmp_path):
+    from depthq.errors import ConfigError
+
+    with pytest.raises(UsageError, match="--steps must be >= 1"):
+        recipe.run(tmp_path / "r", preset_name="toy", data="photos", steps=0)
+    with pytest.raises(ConfigError):  # 28x28 greyscale does not fit the demo network
+        recipe.run(tmp_path / "r", preset_name="toy", data="fashion-mnist")
+    assert not (tmp_path / "r").exists()
+    assert recipe.cells(recipe.with_options(recipe.PRESETS["toy"], seeds=[1, 1]), "photos", None, ["v0.1"])[0].name \
+        == "dq-v01-seed1"

@@ -30,3 +30,15 @@ def test_schedule_is_checked_in_the_config():
         config_from_dict({"train": {"lr_schedule": "cosine", "min_lr_ratio": 1.5}})
     assert config_from_dict({"train": {"lr_schedule": "cosine"}}).train.lr_schedule == "cosine"
 
+
+
+def test_a_cosine_run_cannot_be_extended_on_resume():
+    from depthq.train.run import check_resume
+
+    saved = config_from_dict({"train": {"steps": 800, "lr_schedule": "cosine"}})
+    longer = config_from_dict({"train": {"steps": 1600, "lr_schedule": "cosine"}})
+    check_resume(saved, saved, 400)  # the same steps: fine
+    with pytest.raises(ConfigError, match="cannot extend a run with the cosine"):
+        check_resume(saved, longer, 400)
+    constant = config_from_dict({"train": {"steps": 800}})
+    check_resume(constant, config_from_dict({"train": {"steps": 1600}}), 400)  # constant: extendable
