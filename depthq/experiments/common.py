@@ -60,12 +60,18 @@ def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num
 
     ``preset`` holds ``model`` (network fields), ``steps``, ``lr`` and ``batch_size``.
     """
+    from depthq.data.registry import dataset_info
     from depthq.experiments.recipe import recipe_changes
 
     model_changes, train_changes = recipe_changes(keep_lr=True)
     steps = preset["steps"]
+    try:  # the images' channels and size come from the data set (Fashion-MNIST: 1 x 28 x 28)
+        info = dataset_info(data)
+        image = {"image_channels": info.channels, "image_size": info.default_size}
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     return config_from_dict({
-        "model": {**preset["model"], "stride": 2, "codebook_sizes": [codebook_size], "num_codebooks": num_codebooks,
+        "model": {**preset["model"], **image, "stride": 2, "codebook_sizes": [codebook_size], "num_codebooks": num_codebooks,
                   "code_dim": code_dim, "quantizer": quantizer, "head": "dmol", **model_changes},
         "data": {"name": data, "root": root, "batch_size": preset["batch_size"], "val_fraction": 0.05,
                  "max_val_images": 256},

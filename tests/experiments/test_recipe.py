@@ -84,3 +84,13 @@ def test_bad_seeds_steps_and_data_are_refused_before_the_folder(tmp_path):
     assert not (tmp_path / "r").exists()
     assert recipe.cells(recipe.with_options(recipe.PRESETS["toy"], seeds=[1, 1]), "photos", None, ["v0.1"])[0].name \
         == "dq-v01-seed1"
+
+
+def test_single_level_experiments_take_the_images_shape_from_the_data_set():
+    from depthq.experiments.decoupling import PRESETS, cells
+
+    config = cells(PRESETS["quick"], "fashion-mnist", None)[0].config
+    assert (config.model.image_channels, config.model.image_size) == (1, 28)
+    config.datamodule()  # fits: no ConfigError (the images are not read)
+    with pytest.raises(UsageError, match="unknown data set"):
+        cells(PRESETS["quick"], "nonsense", None)
