@@ -108,8 +108,9 @@ class Spread:
 
 def code_rate_bpp(run: DemoRun) -> float:
     """The codes' rate in bits per pixel under the empirical prior (uniform if none was fitted)."""
-    rate = run.result.rate("empirical") or run.result.rate("uniform")
-    return rate.bits_per_image * run.config.model.image_channels / run.result.dims
+    from depthq.experiments.recipe import code_rate_bpp as rate_bpp
+
+    return rate_bpp(run.result, run.config.model.image_channels)
 
 
 def _anchor_psnr(run: DemoRun, codec: str) -> float:

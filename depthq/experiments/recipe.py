@@ -169,11 +169,14 @@ def summarise(results: list[CellResult], jpeg=None) -> list[RecipeRow]:
     return rows
 
 
-def _bpp(cell: CellResult) -> float:
-    """The codes' rate in bits per pixel (empirical prior, else uniform)."""
-    result = cell.result
+def code_rate_bpp(result, image_channels: int) -> float:
+    """The codes' rate in bits per pixel of an ``EvalResult`` (empirical prior, else uniform)."""
     rate = result.rate("empirical") or result.rate("uniform")
-    return rate.bits_per_image * cell.model.image_channels / result.dims
+    return rate.bits_per_image * image_channels / result.dims
+
+
+def _bpp(cell: CellResult) -> float:
+    return code_rate_bpp(cell.result, cell.model.image_channels)
 
 
 def format_rows(rows: list[RecipeRow]) -> str:
