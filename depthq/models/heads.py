@@ -119,8 +119,8 @@ class LikelihoodHead(nn.Module):
         """The expected image, rounded: the reconstruction for pictures and MSE/PSNR.
 
         The mean minimises the expected squared error, so it is the fair point estimate for
-        MSE/PSNR. For heads that couple channels (dmol) it is the mean of each channel given the
-        rounded channels before it (see ``DMoLHead._mean``). (B, P, H, W) -> uint8 (B, C, H, W).
+        MSE/PSNR: ``expected`` rounded to pixels. For dmol it is the closed-form marginal mean of
+        each channel (see ``DMoLHead._expected``). (B, P, H, W) -> uint8 (B, C, H, W).
         """
         self._check(params)
         with _fp32(params) as p:
@@ -131,7 +131,7 @@ class LikelihoodHead(nn.Module):
 
     def expected(self, params: Tensor) -> Tensor:
         """E[normalise(x) | z] before rounding, differentiable: (B, P, H, W) -> fp32 (B, C, H, W)
-        in [-1, 1]. ``mean`` rounds it to pixels; ``model.mse_weight`` trains it as a
+        in [-1, 1] (the mse head's prediction as it is, not clamped). ``mean`` rounds it to pixels; ``model.mse_weight`` trains it as a
         reconstruction (an auxiliary squared error next to the likelihood)."""
         self._check(params)
         with _fp32(params) as p:

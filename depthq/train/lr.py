@@ -16,7 +16,8 @@ def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str =
     """Learning rate of optimizer step ``step`` (0-based) as a fraction of ``train.lr``.
 
     Linear warm-up over ``warmup_steps``; then 1 ("constant"), or a cosine from 1 down to
-    ``min_ratio`` at the last step ``total_steps - 1`` ("cosine").
+    ``min_ratio`` at the last step ``total_steps - 1`` ("cosine"). With a warm-up as long as the
+    run there is no decay left: the rate is the warm-up's to the end.
     """
     factor = warmup_factor(step, warmup_steps)
     if schedule == "constant" or step < warmup_steps:
