@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import os
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from depthq.errors import UsageError
 from depthq.evaluate import figures
 from depthq.evaluate.report import format_table, mi_panels, sample_reconstructions, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
+from depthq.experiments.common import Aggregate, aggregate
+from depthq.experiments.recipe import min_perplexity_fraction
 from depthq.tables import markdown_table
 from depthq.train.summary import TrainSummary
 
@@ -80,32 +81,6 @@ class DemoRun:
     result: EvalResult
 
 
-@dataclass(frozen=True)
-class Spread:
-    """A figure over seeds: its values, mean and sample standard deviation."""
-
-    values: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-    def format(self, digits: int) -> str:
-        if not self.values or any(math.isnan(v) for v in self.values):
-            return "n/a"
-        if len(self.values) == 1:
-            return f"{self.values[0]:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
-
-    def overlaps(self, other: Spread) -> bool:
-        """Whether the ranges of the two sets of values overlap."""
-        return max(self.values) >= min(other.values) and max(other.values) >= min(self.values)
-
-
 def code_rate_bpp(run: DemoRun) -> float:
     """The codes' rate in bits per pixel under the empirical prior (uniform if none was fitted)."""
     from depthq.experiments.recipe import code_rate_bpp as rate_bpp
@@ -139,7 +114,7 @@ FIGURES = (
     ("PNG bits/dim (one file per image)", 3, lambda r: _lossless(r, "PNG")),
     ("WebP-lossless bits/dim (one file per image)", 3, lambda r: _lossless(r, "WebP lossless")),
     ("smallest codebook perplexity / K", 3,
-     lambda r: min(p / lv.codebook_size for lv in r.result.levels for p in lv.perplexities)),
+     lambda r: min_perplexity_fraction(r.result)),
     *((f"information per position / capacity, level {i}", 3,
        (lambda i: lambda r: r.result.levels[i].information_fraction)(i)) for i in range(len(DEMO_MODEL["codebook_sizes"]))),
     ("training time (s)", 0, lambda r: r.summary.train_seconds),
@@ -149,13 +124,13 @@ VERDICT = (("test PSNR (dB) of the mean reconstruction", True), ("distortion bit
            ("total bits/dim, empirical prior", False))
 
 
-def spreads(runs: dict[str, list[DemoRun]]) -> dict[str, dict[str, Spread]]:
-    """{figure label: {model label: Spread over its seeds}}."""
-    return {label: {model: Spread(tuple(float(fn(r)) for r in rs)) for model, rs in runs.items()}
+def spreads(runs: dict[str, list[DemoRun]]) -> dict[str, dict[str, Aggregate]]:
+    """{figure label: {model label: Aggregate over its seeds}}."""
+    return {label: {model: aggregate([float(fn(r)) for r in rs]) for model, rs in runs.items()}
             for label, _, fn in FIGURES}
 
 
-def verdict(values: dict[str, dict[str, Spread]]) -> list[str]:
+def verdict(values: dict[str, dict[str, Aggregate]]) -> list[str]:
     """One line per compared figure: the difference of the means, whether the seeds' ranges
     overlap (then the difference is within the spread over seeds: no verdict), and otherwise how
     likely a separation this clean would be by chance (2 seeds each: 1 in 3)."""
@@ -252,14 +227,16 @@ def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: 
                for label in runs]
     rows = [[label, *(values[label][model].format(digits) for model in runs)] for label, digits, _ in FIGURES]
     first = {label: rs[0] for label, rs in runs.items()}
+    after = next(i for i, row in enumerate(rows) if row[0] == "total bits/dim, empirical prior") + 1
     learned = [first[label].result.total("learned") for label in runs]
     if any(v is not None for v in learned):
-        rows.insert(7, [f"total bits/dim, learned prior (seed {seeds[0]})",
+        rows.insert(after, [f"total bits/dim, learned prior (seed {seeds[0]})",
                         *("n/a" if v is None else f"{v:.3f}" for v in learned)])
     files = [first[label].result.codec for label in runs]
     if any(c is not None for c in files):
         images = next(c for c in files if c is not None).measurement.images
-        rows.insert(8, [f".dqz lossless files, bits/dim (whole files; ideal; exact round trips), "
+        after += any(v is not None for v in learned)
+        rows.insert(after, [f".dqz lossless files, bits/dim (whole files; ideal; exact round trips), "
                         f"first {images} test images, seed {seeds[0]}",
                         *("n/a" if c is None else f"{c.measurement.lossless_bits_per_dim:.3f}; "
                           f"{c.measurement.model_bits_per_dim:.3f}; {c.measurement.round_trips_verified}/"

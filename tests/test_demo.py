@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from depthq.demo import Spread, run_demo, verdict
+from depthq.demo import run_demo, verdict
+from depthq.experiments.common import aggregate
 from depthq.evaluate.result import EvalResult
 
 
@@ -51,7 +52,7 @@ def test_demo_with_the_learned_prior_adds_its_row(tmp_path, capsys):
 
 def test_verdict_reads_overlapping_seeds_as_no_verdict():
     def figures(dq, vq):
-        return {label: {"DQ-AE": Spread(dq), "VQ-VAE": Spread(vq)} for label in (
+        return {label: {"DQ-AE": aggregate(dq), "VQ-VAE": aggregate(vq)} for label in (
             "test PSNR (dB) of the mean reconstruction", "distortion bits/dim (paper convention)",
             "total bits/dim, empirical prior")}
 
@@ -63,7 +64,7 @@ def test_verdict_reads_overlapping_seeds_as_no_verdict():
     three = verdict(figures((24.0, 25.0, 24.5), (20.0, 21.0, 20.5)))
     assert "3 + 3 seeds: suggestive only, 10% by chance" in three[0]
     assert "distortion bits/dim (paper convention): VQ-VAE is better" in lines[1]  # lower is better
-    assert Spread((1.0, 3.0)).format(2) == "2.00 ± 1.41"
+    assert aggregate((1.0, 3.0)).format(2) == "2.00 ± 1.41"
 
 
 def test_demo_refuses_a_bad_budget_or_data_before_creating_its_folder(tmp_path):

@@ -177,6 +177,10 @@ class Aggregate:
             return "n/a"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
 
+    def overlaps(self, other: Aggregate) -> bool:
+        """Whether the ranges of the two sets of values overlap."""
+        return max(self.values) >= min(other.values) and max(other.values) >= min(self.values)
+
 
 def aggregate(values: Sequence[float]) -> Aggregate:
     values = tuple(float(v) for v in values)
