@@ -45,8 +45,7 @@ class QuietThirdParty(logging.Filter):
 
 def quiet_terminal(verbose: bool) -> None:
     """Logging to stderr at INFO (DEBUG with ``verbose``), third-party noise filtered."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         for old in [f for f in handler.filters if isinstance(f, QuietThirdParty)]:
             handler.removeFilter(old)
@@ -76,8 +75,12 @@ def _legacy_user_errors(func: Callable) -> Callable:
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    return {name: child for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-            for name, child in action.choices.items()}
+    return {
+        name: child
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, child in action.choices.items()
+    }
 
 
 def _adopt_legacy(parser: argparse.ArgumentParser | None) -> None:
@@ -105,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Depthwise Quantization: quantizers, DQ-AE / VQ-VAE training, evaluation, experiments.",
     )
     parser.add_argument("--version", action="version", version=f"depthq {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log at DEBUG level, show third-party messages and the traceback of every error")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at DEBUG level, show third-party messages and the traceback of every error",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     data_cli.register(sub)

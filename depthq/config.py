@@ -85,9 +85,7 @@ class DataConfig:
         if self.schedule is not None:
             for i, stage in enumerate(self.schedule):
                 if not isinstance(stage, dict) or set(stage) - {"image_size", "steps"}:
-                    raise ConfigError(
-                        f"data.schedule[{i}] must be a mapping with image_size and steps, got {stage!r}"
-                    )
+                    raise ConfigError(f"data.schedule[{i}] must be a mapping with image_size and steps, got {stage!r}")
 
 
 @dataclass
@@ -141,9 +139,16 @@ class TrainConfig:
     GPU section). Validation and evaluation run the model uncompiled."""
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("warmup_steps", 0), ("num_nodes", 1), ("seed", 0),
-                          ("val_every", 1), ("checkpoint_every", 1), ("log_every", 1),
-                          ("grid_images", 0)):
+        for name, low in (
+            ("steps", 1),
+            ("warmup_steps", 0),
+            ("num_nodes", 1),
+            ("seed", 0),
+            ("val_every", 1),
+            ("checkpoint_every", 1),
+            ("log_every", 1),
+            ("grid_images", 0),
+        ):
             _check_int(f"train.{name}", getattr(self, name), low)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr}")
@@ -186,8 +191,9 @@ class RunConfig:
         schedule = d.schedule or [{"image_size": m.image_size, "steps": self.train.steps}]
         total = sum(stage.get("steps") or 0 for stage in schedule)
         if d.schedule and total != self.train.steps:
-            raise ConfigError(f"data.schedule has {total} steps in all but train.steps is "
-                              f"{self.train.steps}: make them equal")
+            raise ConfigError(
+                f"data.schedule has {total} steps in all but train.steps is {self.train.steps}: make them equal"
+            )
         for i, stage in enumerate(schedule):
             try:
                 m.check_image_size(stage["image_size"])
@@ -195,16 +201,25 @@ class RunConfig:
                 raise ConfigError(f"data.schedule[{i}]: {err}") from None
         try:
             dm = ImageDataModule(
-                d.name, root=d.root, batch_size=d.batch_size, num_workers=d.num_workers,
-                seed=self.train.seed, val_fraction=d.val_fraction, augment_flip=d.augment_flip,
-                augment_crop=d.augment_crop, schedule=schedule, eval_batch_size=d.eval_batch_size,
-                max_val_images=d.max_val_images, device_cache_mb=d.device_cache_mb,
+                d.name,
+                root=d.root,
+                batch_size=d.batch_size,
+                num_workers=d.num_workers,
+                seed=self.train.seed,
+                val_fraction=d.val_fraction,
+                augment_flip=d.augment_flip,
+                augment_crop=d.augment_crop,
+                schedule=schedule,
+                eval_batch_size=d.eval_batch_size,
+                max_val_images=d.max_val_images,
+                device_cache_mb=d.device_cache_mb,
             )
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(f"data: {err}") from err
         if dm.num_channels != m.image_channels:
-            raise ConfigError(f"data {d.name!r} has {dm.num_channels} channel(s) but "
-                              f"model.image_channels is {m.image_channels}")
+            raise ConfigError(
+                f"data {d.name!r} has {dm.num_channels} channel(s) but model.image_channels is {m.image_channels}"
+            )
         return dm
 
 
@@ -272,11 +287,11 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         if not _type_ok(value, hint):
             hint_text = _type_name(hint)
             if isinstance(value, float) and _type_ok(1, hint) and value.is_integer():
-                raise ConfigError(f"{prefix}.{key} must be an int, got the float {value!r}: write "
-                                  f"{int(value)} (int fields take integers only)")
-            raise ConfigError(
-                f"{prefix}.{key} must be of type {hint_text}, got {type(value).__name__}: {value!r}"
-            )
+                raise ConfigError(
+                    f"{prefix}.{key} must be an int, got the float {value!r}: write "
+                    f"{int(value)} (int fields take integers only)"
+                )
+            raise ConfigError(f"{prefix}.{key} must be of type {hint_text}, got {type(value).__name__}: {value!r}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
@@ -326,8 +341,9 @@ def config_from_dict(tree: dict | None) -> RunConfig:
         raise ConfigError(f"a run config is a mapping with model, data and train; got {type(tree).__name__}")
     unknown = sorted(set(tree) - {"model", "data", "train"})
     if unknown:
-        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                          "valid sections: model, data, train")
+        raise ConfigError(
+            f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; valid sections: model, data, train"
+        )
     return RunConfig(
         model=_build(ModelConfig, tree.get("model"), "model"),
         data=_build(DataConfig, tree.get("data"), "data"),
@@ -370,12 +386,16 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
         if tree is None:
-            raise ConfigError(f"config file {path} is empty: it would train the default official model "
-                              "(44.6M parameters) on the photos, almost surely not what was meant; write "
-                              "the settings you want (see configs/), or give no --config for all defaults")
+            raise ConfigError(
+                f"config file {path} is empty: it would train the default official model "
+                "(44.6M parameters) on the photos, almost surely not what was meant; write "
+                "the settings you want (see configs/), or give no --config for all defaults"
+            )
         if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping with model, data and train "
-                              f"sections, got a {type(tree).__name__}")
+            raise ConfigError(
+                f"config file {path} must hold a mapping with model, data and train "
+                f"sections, got a {type(tree).__name__}"
+            )
     return config_from_dict(apply_overrides(tree, overrides))
 
 

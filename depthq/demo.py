@@ -11,6 +11,7 @@ and the pictures go to the output folder.
 Data: the ``scenes`` photo set (48 scenes, split by scene) when its Debian packages are
 installed (``make scenes``), else the 11 bundled photos, with a message saying which ran.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,15 @@ log = logging.getLogger(__name__)
 
 #: The demo model: the official architecture, narrowed to train on 2 CPU cores in minutes.
 DEMO_MODEL = {
-    "channels": 64, "res_channels": 32, "res_blocks": 2, "coder_blocks": 2, "stride": 2,
-    "codebook_sizes": [64, 64], "num_codebooks": 4, "code_dim": 16, "head": "dmol",
+    "channels": 64,
+    "res_channels": 32,
+    "res_blocks": 2,
+    "coder_blocks": 2,
+    "stride": 2,
+    "codebook_sizes": [64, 64],
+    "num_codebooks": 4,
+    "code_dim": 16,
+    "head": "dmol",
 }
 DEMO_STEPS = 800
 DEMO_SEEDS = (0, 1)
@@ -50,15 +58,13 @@ DEMO_CODEC_IMAGES = 100
 MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
-def demo_config(quantizer: str, steps: int, batch_size: int = 32, *, seed: int = 0,
-                data: str = "photos") -> RunConfig:
+def demo_config(quantizer: str, steps: int, batch_size: int = 32, *, seed: int = 0, data: str = "photos") -> RunConfig:
     """The demo's run config: the demo network trained with the recipe (``experiments.recipe.RECIPE``)."""
     from depthq.experiments.recipe import RECIPE, recipe_config
 
     config = recipe_config(RECIPE, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
     every = max(steps // 3, 1)  # three validations: training curves in each run's report
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, val_every=every,
-                                                                  checkpoint_every=every))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, val_every=every, checkpoint_every=every))
 
 
 def _fresh_dir(out: Path) -> Path:
@@ -113,21 +119,30 @@ FIGURES = (
     ("total bits/dim, empirical prior", 3, lambda r: r.result.total("empirical") or math.nan),
     ("PNG bits/dim (one file per image)", 3, lambda r: _lossless(r, "PNG")),
     ("WebP-lossless bits/dim (one file per image)", 3, lambda r: _lossless(r, "WebP lossless")),
-    ("smallest codebook perplexity / K", 3,
-     lambda r: min_perplexity_fraction(r.result)),
-    *((f"information per position / capacity, level {i}", 3,
-       (lambda i: lambda r: r.result.levels[i].information_fraction)(i)) for i in range(len(DEMO_MODEL["codebook_sizes"]))),
+    ("smallest codebook perplexity / K", 3, lambda r: min_perplexity_fraction(r.result)),
+    *(
+        (
+            f"information per position / capacity, level {i}",
+            3,
+            lambda r, i=i: r.result.levels[i].information_fraction,
+        )
+        for i in range(len(DEMO_MODEL["codebook_sizes"]))
+    ),
     ("training time (s)", 0, lambda r: r.summary.train_seconds),
 )
 #: figures the verdict compares: (label, higher is better)
-VERDICT = (("test PSNR (dB) of the mean reconstruction", True), ("distortion bits/dim (paper convention)", False),
-           ("total bits/dim, empirical prior", False))
+VERDICT = (
+    ("test PSNR (dB) of the mean reconstruction", True),
+    ("distortion bits/dim (paper convention)", False),
+    ("total bits/dim, empirical prior", False),
+)
 
 
 def spreads(runs: dict[str, list[DemoRun]]) -> dict[str, dict[str, Aggregate]]:
     """{figure label: {model label: Aggregate over its seeds}}."""
-    return {label: {model: aggregate([float(fn(r)) for r in rs]) for model, rs in runs.items()}
-            for label, _, fn in FIGURES}
+    return {
+        label: {model: aggregate([float(fn(r)) for r in rs]) for model, rs in runs.items()} for label, _, fn in FIGURES
+    }
 
 
 def verdict(values: dict[str, dict[str, Aggregate]]) -> list[str]:
@@ -145,22 +160,33 @@ def verdict(values: dict[str, dict[str, Aggregate]]) -> list[str]:
         if min(n, m) < 2:
             lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f} with one seed: no spread measured, no verdict")
         elif dq.overlaps(vq):
-            lines.append(f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f}, within the spread over seeds "
-                         f"(the seeds' ranges overlap): no verdict")
+            lines.append(
+                f"- {label}: DQ-AE - VQ-VAE = {diff:+.3f}, within the spread over seeds "
+                f"(the seeds' ranges overlap): no verdict"
+            )
         else:
             # if both models were equally good, every seed of one would beat every seed of the
             # other (either way) with this probability: 2 / C(n + m, n)
             chance = 2 / math.comb(n + m, n)
             strength = "suggestive only" if chance > 0.05 else "unlikely by chance"
-            lines.append(f"- {label}: {better} is better by {abs(diff):.3f}; every seed of one model beats every "
-                         f"seed of the other ({n} + {m} seeds: {strength}, {chance:.0%} by chance if the models "
-                         "were equal)")
+            lines.append(
+                f"- {label}: {better} is better by {abs(diff):.3f}; every seed of one model beats every "
+                f"seed of the other ({n} + {m} seeds: {strength}, {chance:.0%} by chance if the models "
+                "were equal)"
+            )
     return lines
 
 
-def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS, quick: bool = False,
-             batch_size: int = 32, seeds: Sequence[int] = DEMO_SEEDS, data: str | None = None,
-             prior: bool = True) -> dict[str, list[DemoRun]]:
+def run_demo(
+    out: str | os.PathLike = "results/demo",
+    *,
+    steps: int = DEMO_STEPS,
+    quick: bool = False,
+    batch_size: int = 32,
+    seeds: Sequence[int] = DEMO_SEEDS,
+    data: str | None = None,
+    prior: bool = True,
+) -> dict[str, list[DemoRun]]:
     """Train and evaluate both models at every seed; returns the runs by model label and writes
     them to ``out``."""
     import torch
@@ -178,8 +204,11 @@ def run_demo(out: str | os.PathLike = "results/demo", *, steps: int = DEMO_STEPS
         data, data_note = choice.name, choice.message
     else:
         data_note = f"data: {data}"
-    configs = {(label, seed): demo_config(quantizer, steps, batch_size, seed=seed, data=data)
-               for label, quantizer in MODELS for seed in seeds}
+    configs = {
+        (label, seed): demo_config(quantizer, steps, batch_size, seed=seed, data=data)
+        for label, quantizer in MODELS
+        for seed in seeds
+    }
     for config in configs.values():
         config.datamodule()  # the data set must fit the demo's model: ConfigError before any folder
     out = _fresh_dir(Path(out))
@@ -217,60 +246,98 @@ def _train_prior(run_dir: Path, label: str, settings: Sequence[str]) -> None:
     train_prior(run_dir, load_prior_config(None, settings))
 
 
-def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: int, seeds: list[int],
-           data_note: str) -> None:
+def _write(
+    out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: int, seeds: list[int], data_note: str
+) -> None:
     from depthq.experiments.recipe import RECIPE
 
     values = spreads(runs)
     n = len(seeds)
-    columns = [f"{label} ({'mean ± std over ' + str(n) + ' seeds' if n > 1 else 'seed ' + str(seeds[0])})"
-               for label in runs]
+    columns = [
+        f"{label} ({'mean ± std over ' + str(n) + ' seeds' if n > 1 else 'seed ' + str(seeds[0])})" for label in runs
+    ]
     rows = [[label, *(values[label][model].format(digits) for model in runs)] for label, digits, _ in FIGURES]
     first = {label: rs[0] for label, rs in runs.items()}
     after = next(i for i, row in enumerate(rows) if row[0] == "total bits/dim, empirical prior") + 1
     learned = [first[label].result.total("learned") for label in runs]
     if any(v is not None for v in learned):
-        rows.insert(after, [f"total bits/dim, learned prior (seed {seeds[0]})",
-                        *("n/a" if v is None else f"{v:.3f}" for v in learned)])
+        rows.insert(
+            after,
+            [
+                f"total bits/dim, learned prior (seed {seeds[0]})",
+                *("n/a" if v is None else f"{v:.3f}" for v in learned),
+            ],
+        )
     files = [first[label].result.codec for label in runs]
     if any(c is not None for c in files):
         images = next(c for c in files if c is not None).measurement.images
         after += any(v is not None for v in learned)
-        rows.insert(after, [f".dqz lossless files, bits/dim (whole files; ideal; exact round trips), "
-                        f"first {images} test images, seed {seeds[0]}",
-                        *("n/a" if c is None else f"{c.measurement.lossless_bits_per_dim:.3f}; "
-                          f"{c.measurement.model_bits_per_dim:.3f}; {c.measurement.round_trips_verified}/"
-                          f"{c.measurement.images}" for c in files)])
-    rows.append(["code vectors per level",
-                 *(" / ".join(str(lv.code_vectors) for lv in first[label].result.levels) for label in runs)])
+        rows.insert(
+            after,
+            [
+                f".dqz lossless files, bits/dim (whole files; ideal; exact round trips), "
+                f"first {images} test images, seed {seeds[0]}",
+                *(
+                    "n/a"
+                    if c is None
+                    else f"{c.measurement.lossless_bits_per_dim:.3f}; "
+                    f"{c.measurement.model_bits_per_dim:.3f}; {c.measurement.round_trips_verified}/"
+                    f"{c.measurement.images}"
+                    for c in files
+                ),
+            ],
+        )
+    rows.append(
+        [
+            "code vectors per level",
+            *(" / ".join(str(lv.code_vectors) for lv in first[label].result.levels) for label in runs),
+        ]
+    )
     table = markdown_table(["figure (test split)", *columns], rows, align="l" + "r" * len(columns))
     lines = verdict(values)
     result = first["DQ-AE"].result
     empirical = result.rate("empirical")
-    note = (f"Test split: {result.images:,} held-out {result.data} patches ({result.dims} dims each), "
-            f"{steps} training steps per run. Prior of the 'empirical' rows: "
-            f"{empirical.description if empirical else 'not fitted'}. JPEG/WebP: Pillow on the same images, "
-            "a quality sweep read at each run's code rate; PNG/WebP-lossless: one file per image.")
+    note = (
+        f"Test split: {result.images:,} held-out {result.data} patches ({result.dims} dims each), "
+        f"{steps} training steps per run. Prior of the 'empirical' rows: "
+        f"{empirical.description if empirical else 'not fitted'}. JPEG/WebP: Pillow on the same images, "
+        "a quality sweep read at each run's code rate; PNG/WebP-lossless: one file per image."
+    )
     per_run = format_table({f"{r.label}, seed {r.seed}": r.result for rs in runs.values() for r in rs})
     originals = next(iter(pictures.values()))[0]
-    figures.labelled_rows([originals, *(p[2] for p in pictures.values())],
-                          ["test originals", *(f"{label} reconstructions" for label in pictures)],
-                          out / "test_reconstructions.png",
-                          title=f"Held-out test photos and their reconstructions (the mean of p(x|z)), seed {seeds[0]}")
+    figures.labelled_rows(
+        [originals, *(p[2] for p in pictures.values())],
+        ["test originals", *(f"{label} reconstructions" for label in pictures)],
+        out / "test_reconstructions.png",
+        title=f"Held-out test photos and their reconstructions (the mean of p(x|z)), seed {seeds[0]}",
+    )
     panels = [p for name, rs in runs.items() for p in mi_panels(rs[0].result, prefix=f"{name}, ")]
     figures.mi_matrices(panels, out / "mutual_information.png")
-    write_json(out / "summary.json", {
-        "schema": "depthq.demo", "schema_version": 2, "steps": steps, "seeds": seeds, "recipe": RECIPE,
-        "data": data_note,
-        "runs": {label: [{"seed": r.seed, "train": r.summary.to_dict(), "eval": r.result.to_dict()} for r in rs]
-                 for label, rs in runs.items()},
-    })
-    write_text(out / "summary.md",
-               f"# depthq demo\n\n{data_note}\n\n{table}\n\nVerdict:\n" + "\n".join(lines)
-               + f"\n\n{note}\n\n## Every run\n\n{per_run}\n\n![test reconstructions](test_reconstructions.png)\n"
-               f"\nRows of the picture: test originals, {', '.join(pictures)} reconstructions.\n\n"
-               f"![mutual information](mutual_information.png)\n\nFull reports: "
-               + ", ".join(f"{q}-seed{s}/eval-test/report.md" for s in seeds for _, q in MODELS) + "\n")
+    write_json(
+        out / "summary.json",
+        {
+            "schema": "depthq.demo",
+            "schema_version": 2,
+            "steps": steps,
+            "seeds": seeds,
+            "recipe": RECIPE,
+            "data": data_note,
+            "runs": {
+                label: [{"seed": r.seed, "train": r.summary.to_dict(), "eval": r.result.to_dict()} for r in rs]
+                for label, rs in runs.items()
+            },
+        },
+    )
+    write_text(
+        out / "summary.md",
+        f"# depthq demo\n\n{data_note}\n\n{table}\n\nVerdict:\n"
+        + "\n".join(lines)
+        + f"\n\n{note}\n\n## Every run\n\n{per_run}\n\n![test reconstructions](test_reconstructions.png)\n"
+        f"\nRows of the picture: test originals, {', '.join(pictures)} reconstructions.\n\n"
+        f"![mutual information](mutual_information.png)\n\nFull reports: "
+        + ", ".join(f"{q}-seed{s}/eval-test/report.md" for s in seeds for _, q in MODELS)
+        + "\n",
+    )
     print()
     print(table)
     print()
@@ -278,14 +345,19 @@ def _write(out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: 
     print("\n".join(lines))
     print()
     print(note)
-    print(f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(pictures)}), "
-          f"{out / 'mutual_information.png'}; every run's figures: {out / 'summary.md'}; full reports with "
-          f"figures: {out}/*-seed*/eval-test/report.md")
+    print(
+        f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(pictures)}), "
+        f"{out / 'mutual_information.png'}; every run's figures: {out / 'summary.md'}; full reports with "
+        f"figures: {out}/*-seed*/eval-test/report.md"
+    )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train and compare DQ-AE and VQ-VAE on real photos over seeds",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "demo",
+        help="train and compare DQ-AE and VQ-VAE on real photos over seeds",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--out", default="results/demo", help="results folder (a new one if it exists)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps per model and seed")
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEMO_SEEDS), help="seeds of every model")
@@ -293,6 +365,17 @@ def register(sub) -> None:
     p.add_argument("--data", help="data set (default: scenes when installed, else the built-in photos)")
     p.add_argument("--no-prior", dest="prior", action="store_false", help="skip the learned prior")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps each: a smoke test")
-    p.set_defaults(func=lambda args: run_demo(args.out, steps=args.steps, quick=args.quick, seeds=args.seeds,
-                                              batch_size=args.batch_size, data=args.data,
-                                              prior=args.prior) and 0)
+    p.set_defaults(
+        func=lambda args: (
+            run_demo(
+                args.out,
+                steps=args.steps,
+                quick=args.quick,
+                seeds=args.seeds,
+                batch_size=args.batch_size,
+                data=args.data,
+                prior=args.prior,
+            )
+            and 0
+        )
+    )

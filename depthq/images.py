@@ -49,7 +49,6 @@ def save_png(image: Tensor, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def save_reconstructions(originals: Tensor, reconstructions: Tensor, path: str | os.PathLike,
-                         scale: int = 2) -> Path:
+def save_reconstructions(originals: Tensor, reconstructions: Tensor, path: str | os.PathLike, scale: int = 2) -> Path:
     """Originals above their reconstructions, as one PNG."""
     return save_png(make_grid([originals, reconstructions], scale=scale), path)

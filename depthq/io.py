@@ -56,10 +56,14 @@ class Export:
 
     def to_dict(self) -> dict:
         return {
-            "format_version": FORMAT_VERSION, "model": self.model.to_dict(),
-            "run": None if self.run is None else self.run.to_dict(), "step": self.step,
-            "parameters": self.parameters, "precision": self.precision,
-            "channels_last": self.channels_last, "skipped_steps": self.skipped_steps,
+            "format_version": FORMAT_VERSION,
+            "model": self.model.to_dict(),
+            "run": None if self.run is None else self.run.to_dict(),
+            "step": self.step,
+            "parameters": self.parameters,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "skipped_steps": self.skipped_steps,
             "validation": None if self.validation is None else self.validation.to_dict(),
         }
 
@@ -71,8 +75,10 @@ class Export:
 
         version = values.get("format_version", 1)
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise CorruptFileError(f"{origin} has format version {version!r}, newer than this depthq "
-                                   f"reads ({FORMAT_VERSION}): upgrade depthq")
+            raise CorruptFileError(
+                f"{origin} has format version {version!r}, newer than this depthq "
+                f"reads ({FORMAT_VERSION}): upgrade depthq"
+            )
         if "model" not in values:
             raise CorruptFileError(f"{origin} has no 'model' entry: not written by depthq")
         try:
@@ -80,20 +86,34 @@ class Export:
             run = values.get("run")
             validation = values.get("validation")
             # format 1 stored the validation as an untyped dict: not carried over
-            validation = (EvalResult.from_dict(validation, origin=f"{origin} (validation)")
-                          if version >= 2 and validation is not None else None)
-            return cls(model=model, run=None if run is None else saved_run_config(run, origin),
-                       step=values.get("step"), parameters=values.get("parameters"),
-                       precision=values.get("precision"), channels_last=values.get("channels_last"),
-                       skipped_steps=values.get("skipped_steps"), validation=validation)
+            validation = (
+                EvalResult.from_dict(validation, origin=f"{origin} (validation)")
+                if version >= 2 and validation is not None
+                else None
+            )
+            return cls(
+                model=model,
+                run=None if run is None else saved_run_config(run, origin),
+                step=values.get("step"),
+                parameters=values.get("parameters"),
+                precision=values.get("precision"),
+                channels_last=values.get("channels_last"),
+                skipped_steps=values.get("skipped_steps"),
+                validation=validation,
+            )
         except (TypeError, ValueError) as err:
             if isinstance(err, CorruptFileError):
                 raise
             raise CorruptFileError(f"{origin}: {err}") from err
 
 
-def save_model(model: HierarchicalAutoencoder, folder: str | os.PathLike, *,
-               weights_name: str = WEIGHTS, export: Export | None = None) -> Path:
+def save_model(
+    model: HierarchicalAutoencoder,
+    folder: str | os.PathLike,
+    *,
+    weights_name: str = WEIGHTS,
+    export: Export | None = None,
+) -> Path:
     """Write ``weights_name`` (checksummed), its sidecar ``<stem>.json`` and ``config.json``.
 
     ``config.json`` (the model config plus the latest export record) is what ``load`` needs;
@@ -108,9 +128,9 @@ def save_model(model: HierarchicalAutoencoder, folder: str | os.PathLike, *,
         raise ValueError("export.model must be the model's own config")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     plain = save(state)
-    data = memoryview(plain)[8 + int.from_bytes(plain[:8], "little"):]
+    data = memoryview(plain)[8 + int.from_bytes(plain[:8], "little") :]
     blob = save(state, metadata={"format": "pt", CHECKSUM_KEY: hashlib.sha256(data).hexdigest()})
-    if memoryview(blob)[-len(data):] != data:  # the header grew, the tensor bytes did not move
+    if memoryview(blob)[-len(data) :] != data:  # the header grew, the tensor bytes did not move
         raise RuntimeError("safetensors laid the tensors out differently with metadata")
     weights = atomic_write(folder / weights_name, lambda tmp: Path(tmp).write_bytes(blob))
     payload = export.to_dict()
@@ -126,8 +146,9 @@ def read_export(folder: str | os.PathLike, weights: str | None = None) -> Export
     if weights and not path.is_file():
         path = folder / CONFIG
     if not path.is_file():
-        raise MissingFileError(f"{path} not found: expected a run directory written by `depthq train` "
-                               f"(with {CONFIG} and {WEIGHTS})")
+        raise MissingFileError(
+            f"{path} not found: expected a run directory written by `depthq train` (with {CONFIG} and {WEIGHTS})"
+        )
     try:
         values = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -151,8 +172,9 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     blob = path.read_bytes()
     size = int.from_bytes(blob[:8], "little") if len(blob) >= 8 else None
     if size is None or 8 + size > len(blob):
-        raise CorruptFileError(f"{path} is truncated or empty ({len(blob):,} bytes): the file is "
-                               "incomplete; export or copy it again")
+        raise CorruptFileError(
+            f"{path} is truncated or empty ({len(blob):,} bytes): the file is incomplete; export or copy it again"
+        )
     try:
         header: Any = json.loads(blob[8 : 8 + size])
         expected = (header.get("__metadata__") or {}).get(CHECKSUM_KEY)
@@ -160,24 +182,29 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as err:
         raise CorruptFileError(f"{path} has an unreadable header ({err}): the file is corrupt") from err
     if len(blob) - 8 - size < data_end:
-        raise CorruptFileError(f"{path} is truncated: {len(blob):,} bytes where its header describes "
-                               f"{8 + size + data_end:,}; export or copy it again")
+        raise CorruptFileError(
+            f"{path} is truncated: {len(blob):,} bytes where its header describes "
+            f"{8 + size + data_end:,}; export or copy it again"
+        )
     if expected is None:
         log.debug("%s has no stored checksum (saved by an older depthq): not verified", path)
     else:
         actual = hashlib.sha256(memoryview(blob)[8 + size :]).hexdigest()
         if actual != expected:
-            raise CorruptFileError(f"{path} does not match the checksum stored in it (SHA-256 of its "
-                                   f"tensors {actual[:16]}..., recorded {expected[:16]}...): the file "
-                                   "is corrupt")
+            raise CorruptFileError(
+                f"{path} does not match the checksum stored in it (SHA-256 of its "
+                f"tensors {actual[:16]}..., recorded {expected[:16]}...): the file "
+                "is corrupt"
+            )
     try:
         return load(blob)
     except (SafetensorError, ValueError, RuntimeError) as err:
         raise CorruptFileError(f"{path} cannot be read as safetensors ({err}): the file is corrupt") from err
 
 
-def load(run_dir: str | os.PathLike, *, weights: str = WEIGHTS,
-         map_location: str | torch.device = "cpu") -> HierarchicalAutoencoder:
+def load(
+    run_dir: str | os.PathLike, *, weights: str = WEIGHTS, map_location: str | torch.device = "cpu"
+) -> HierarchicalAutoencoder:
     """Rebuild the model saved in ``run_dir`` (eval mode), without unpickling anything.
 
     Args:
@@ -201,14 +228,17 @@ def load(run_dir: str | os.PathLike, *, weights: str = WEIGHTS,
             raise CorruptFileError(
                 f"{path} was saved for another model than {run_dir / CONFIG} ("
                 + ", ".join(f"{k}: {getattr(own, k)!r} there, {getattr(config, k)!r} here" for k in changed[:4])
-                + "): weights of another run?")
+                + "): weights of another run?"
+            )
     model = HierarchicalAutoencoder(config)
     state = read_weights(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()
-        raise CorruptFileError(f"{path} does not fit the model of {run_dir / CONFIG} "
-                               f"({' '.join(line.strip() for line in first[:3])[:300]}): weights of "
-                               "another model?") from err
+        raise CorruptFileError(
+            f"{path} does not fit the model of {run_dir / CONFIG} "
+            f"({' '.join(line.strip() for line in first[:3])[:300]}): weights of "
+            "another model?"
+        ) from err
     return model.to(map_location).eval()

@@ -24,5 +24,20 @@ from depthq.codec.measure import (
 )
 from depthq.codec.section import CodecSection, measure_section
 
-__all__ = ["EXTENSION", "HEADER_BYTES", "Codec", "CodecError", "CodecMeasurement", "CodecSection", "IdealBits", "LossyPoint",
-           "ideal_bits", "measure", "measure_section", "pillow_bits_per_dim", "pillow_lossy", "pillow_lossy_at_rate", "tiles"]
+__all__ = [
+    "EXTENSION",
+    "HEADER_BYTES",
+    "Codec",
+    "CodecError",
+    "CodecMeasurement",
+    "CodecSection",
+    "IdealBits",
+    "LossyPoint",
+    "ideal_bits",
+    "measure",
+    "measure_section",
+    "pillow_bits_per_dim",
+    "pillow_lossy",
+    "pillow_lossy_at_rate",
+    "tiles",
+]

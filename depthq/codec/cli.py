@@ -14,15 +14,20 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
-        "compress", help="entropy-code images into .dqz files with a run's model and prior",
+        "compress",
+        help="entropy-code images into .dqz files with a run's model and prior",
         description="Compress PNG/JPEG images (sides multiples of the prior's image size) into .dqz files: "
         "lossless (the codes under the learned prior, then the pixels under p(x|z)) or --lossy (the codes "
         "alone). With --split, compress a split of the run's data set, verify every round trip and write "
-        "a summary with the measured sizes next to PNG and WebP.")
+        "a summary with the measured sizes next to PNG and WebP.",
+    )
     c.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with a trained prior (RUN_DIR/prior)")
     c.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG files")
-    c.add_argument("--split", choices=("train", "val", "test"),
-                   help="compress this split of the run's data set instead (one file per image, and summary.json)")
+    c.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="compress this split of the run's data set instead (one file per image, and summary.json)",
+    )
     c.add_argument("--max-images", type=int, help="with --split: the first N images only")
     c.add_argument("--lossy", action="store_true", help="store the codes only (decoded to the mean of p(x|z))")
     c.add_argument("--out", help="output folder (default: next to each image; with --split RUN_DIR/codec-<split>)")
@@ -30,8 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_flags(c)
     c.set_defaults(func=run_compress)
 
-    d = sub.add_parser("decompress", help="decode .dqz files to PNG",
-                       description="Decode .dqz files written by `depthq compress` with the same run and prior.")
+    d = sub.add_parser(
+        "decompress",
+        help="decode .dqz files to PNG",
+        description="Decode .dqz files written by `depthq compress` with the same run and prior.",
+    )
     d.add_argument("run_dir", metavar="RUN_DIR", help="the run directory the files were made with")
     d.add_argument("files", nargs="+", metavar="FILE", help=".dqz files")
     d.add_argument("--out", help="output folder (default: next to each file)")
@@ -98,10 +106,12 @@ def run_compress(args: argparse.Namespace) -> int:
         target = _target(source, args.out, EXTENSION, args.force)
         image = read_image(source, codec.channels)
         (data,) = codec.compress([image], lossy=args.lossy)
-        atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
+        atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
         dims = image.numel()
-        print(f"{source} -> {target}: {len(data):,} bytes, {8 * len(data) / dims:.3f} bits/dim "
-              f"({'lossy' if args.lossy else 'lossless'}, header included)")
+        print(
+            f"{source} -> {target}: {len(data):,} bytes, {8 * len(data) / dims:.3f} bits/dim "
+            f"({'lossy' if args.lossy else 'lossless'}, header included)"
+        )
     return 0
 
 
@@ -140,21 +150,33 @@ def _compress_split(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / f"codec-{args.split}"
     if out.exists() and any(out.iterdir()) and not args.force:
         raise RunDirError(f"{out} exists and is not empty (pass --force, or another --out)")
-    print(f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
-          "decompressing and checking every file ...")
+    print(
+        f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
+        "decompressing and checking every file ..."
+    )
     section, lossless, lossy = measure_section(model, prior, images, codec=codec, empirical=info.empirical_prior())
     for folder, files in (("lossless", lossless), ("lossy", lossy)):
         for i, data_bytes in enumerate(files):
-            atomic_write(out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b))
+            atomic_write(
+                out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b)
+            )
     figures = section.to_dict()
-    summary = {"run_dir": str(args.run_dir), "data": data.name, "split": args.split, "images": len(images),
-               "codec": figures.pop("measurement"), **figures}
+    summary = {
+        "run_dir": str(args.run_dir),
+        "data": data.name,
+        "split": args.split,
+        "images": len(images),
+        "codec": figures.pop("measurement"),
+        **figures,
+    }
     write_json(out / "summary.json", summary)
     m = section.measurement
     rows = [
         ["learned prior total (ideal code length: -log2 p(z) - log2 p(x|z))", f"{m.model_bits_per_dim:.4f}"],
-        [f"depthq lossless files, payload (header of {m.header_bytes} bytes excluded)",
-         f"{m.lossless_payload_bits_per_dim:.4f}"],
+        [
+            f"depthq lossless files, payload (header of {m.header_bytes} bytes excluded)",
+            f"{m.lossless_payload_bits_per_dim:.4f}",
+        ],
         ["depthq lossless files, whole file", f"{m.lossless_bits_per_dim:.4f}"],
         ["PNG (Pillow, level 9, one file per image)", f"{section.png_bits_per_dim:.4f}"],
         ["WebP lossless (Pillow, method 6, one file per image)", f"{section.webp_lossless_bits_per_dim:.4f}"],
@@ -162,20 +184,32 @@ def _compress_split(args: argparse.Namespace) -> int:
         ["  rate of the codes, learned prior", f"{m.rate_bits_per_dim:.4f}"],
     ]
     if m.empirical_rate_bits_per_dim is not None:
-        rows.append(["  rate of the same codes, empirical prior (training-code frequencies, add-one)",
-                     f"{m.empirical_rate_bits_per_dim:.4f}"])
+        rows.append(
+            [
+                "  rate of the same codes, empirical prior (training-code frequencies, add-one)",
+                f"{m.empirical_rate_bits_per_dim:.4f}",
+            ]
+        )
     print(markdown_table(["bits/dim on the same images", "value"], rows))
     if m.empirical_rate_bits_per_dim:
-        print(f"rate of the codes: learned {m.rate_bits_per_dim * m.dims:.1f} bits per image, empirical "
-              f"{m.empirical_rate_bits_per_dim * m.dims:.1f} ({m.rate_bits_per_dim / m.empirical_rate_bits_per_dim:.1%})")
-    print(f"lossless: {m.round_trips_verified}/{m.images} round trips bit-exact; payload {m.overhead:+.2%} vs the "
-          f"ideal code length; {m.compress_images_per_s:.1f} images/s compressing, "
-          f"{m.decompress_images_per_s:.1f} decompressing ({m.threads} thread)")
-    print(f"lossy (codes only): {m.lossy_bits_per_pixel:.3f} bits per pixel with the header "
-          f"({m.lossy_payload_bits_per_pixel:.3f} without), PSNR {m.lossy_psnr:.2f} dB; "
-          f"{m.lossy_compress_images_per_s:.1f} images/s compressing, {m.lossy_decompress_images_per_s:.1f} decompressing")
+        print(
+            f"rate of the codes: learned {m.rate_bits_per_dim * m.dims:.1f} bits per image, empirical "
+            f"{m.empirical_rate_bits_per_dim * m.dims:.1f} ({m.rate_bits_per_dim / m.empirical_rate_bits_per_dim:.1%})"
+        )
+    print(
+        f"lossless: {m.round_trips_verified}/{m.images} round trips bit-exact; payload {m.overhead:+.2%} vs the "
+        f"ideal code length; {m.compress_images_per_s:.1f} images/s compressing, "
+        f"{m.decompress_images_per_s:.1f} decompressing ({m.threads} thread)"
+    )
+    print(
+        f"lossy (codes only): {m.lossy_bits_per_pixel:.3f} bits per pixel with the header "
+        f"({m.lossy_payload_bits_per_pixel:.3f} without), PSNR {m.lossy_psnr:.2f} dB; "
+        f"{m.lossy_compress_images_per_s:.1f} images/s compressing, {m.lossy_decompress_images_per_s:.1f} decompressing"
+    )
     for r in section.lossy_references:
-        print(f"  {r.fmt} at the nearest rate (quality {r.quality}, all images tiled into one file): "
-              f"{r.bits_per_pixel:.3f} bits per pixel, PSNR {r.psnr:.2f} dB")
+        print(
+            f"  {r.fmt} at the nearest rate (quality {r.quality}, all images tiled into one file): "
+            f"{r.bits_per_pixel:.3f} bits per pixel, PSNR {r.psnr:.2f} dB"
+        )
     print(f"files and summary.json: {out}")
     return 0

@@ -37,16 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from depthq.errors import CorruptFileError, DataError, UsageError
 from depthq.codec.format import (
-    Header,
     CodecError,
+    Header,
     bytes_to_words,
     crc32,
     pack,
     unpack,
     words_to_bytes,
 )
+from depthq.errors import CorruptFileError, DataError, UsageError
 from depthq.prior.io import state_digest
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import PriorModel
@@ -122,8 +122,10 @@ class Codec:
         layout = prior.layout
         tile = prior_tile(model, prior)
         if layout != CodeLayout.of(model.config, tile):
-            raise CorruptFileError(f"the prior models codes of layout {layout}, which this autoencoder does not "
-                             f"produce ({CodeLayout.of(model.config, tile)})")
+            raise CorruptFileError(
+                f"the prior models codes of layout {layout}, which this autoencoder does not "
+                f"produce ({CodeLayout.of(model.config, tile)})"
+            )
         self.model = copy.deepcopy(model).to("cpu", torch.float32).eval()
         self.prior = copy.deepcopy(prior).to("cpu", torch.float32).eval()
         self.layout, self.tile, self.channels = layout, tile, model.config.image_channels
@@ -140,12 +142,16 @@ class Codec:
         out = []
         for i, x in enumerate(images):
             if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 3 or x.shape[0] != self.channels:
-                raise DataError(f"image {i}: expected uint8 pixels ({self.channels}, H, W), got "
-                                 f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+                raise DataError(
+                    f"image {i}: expected uint8 pixels ({self.channels}, H, W), got "
+                    f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
+                )
             h, w = x.shape[1:]
             if h % self.tile or w % self.tile:
-                raise DataError(f"image {i} is {h}x{w}: its sides must be multiples of {self.tile}, the "
-                                 f"image size the prior was trained at (the codec codes {self.tile}x{self.tile} tiles)")
+                raise DataError(
+                    f"image {i} is {h}x{w}: its sides must be multiples of {self.tile}, the "
+                    f"image size the prior was trained at (the codec codes {self.tile}x{self.tile} tiles)"
+                )
             out.append(x.cpu().contiguous())
         return out
 
@@ -229,8 +235,15 @@ class Codec:
             for x, parts in zip(images, tiles):
                 n = len(parts)
                 content = x.numpy() if not lossy else sequences[row : row + n].numpy().astype(np.uint16)
-                header = Header("lossy" if lossy else "lossless", x.shape[0], x.shape[1], x.shape[2],
-                                self.autoencoder_id, self.prior_id, crc32(content))
+                header = Header(
+                    "lossy" if lossy else "lossless",
+                    x.shape[0],
+                    x.shape[1],
+                    x.shape[2],
+                    self.autoencoder_id,
+                    self.prior_id,
+                    crc32(content),
+                )
                 files.append(pack(header, [words_to_bytes(e.get_compressed()) for e in encoders[row : row + n]]))
                 row += n
         return files
@@ -240,10 +253,13 @@ class Codec:
             raise CodecError(
                 f"the file was made with another model (autoencoder {header.autoencoder_id.hex()}, prior "
                 f"{header.prior_id.hex()}); this run has autoencoder {self.autoencoder_id.hex()}, prior "
-                f"{self.prior_id.hex()}")
+                f"{self.prior_id.hex()}"
+            )
         if header.channels != self.channels or header.height % self.tile or header.width % self.tile:
-            raise CodecError(f"corrupt file: a {header.channels}x{header.height}x{header.width} image does not "
-                             f"fit this codec ({self.channels} channels, tiles of {self.tile})")
+            raise CodecError(
+                f"corrupt file: a {header.channels}x{header.height}x{header.width} image does not "
+                f"fit this codec ({self.channels} channels, tiles of {self.tile})"
+            )
         return (header.height // self.tile) * (header.width // self.tile)
 
     def decompress(self, files: Sequence[bytes]) -> list[Tensor]:
@@ -270,15 +286,19 @@ class Codec:
                 mine = sequences[row : row + n]
                 if header.mode == "lossy":
                     if crc32(mine.numpy().astype(np.uint16)) != header.content_crc:
-                        raise CodecError("the decoded codes do not match the file's checksum: it was written on a "
-                                         "platform whose arithmetic differs from this one's")
+                        raise CodecError(
+                            "the decoded codes do not match the file's checksum: it was written on a "
+                            "platform whose arithmetic differs from this one's"
+                        )
                     tiles = torch.cat([self.model.reconstruct(self.layout.from_sequence(s[None])) for s in mine])
                 else:
                     tiles = torch.cat([self._decode_pixels(s, decoders[row + i]) for i, s in enumerate(mine)])
                 image = self._untile(tiles, header.height, header.width)
                 if header.mode == "lossless" and crc32(image.numpy()) != header.content_crc:
-                    raise CodecError("the decoded image does not match the file's checksum: it was written on a "
-                                     "platform whose arithmetic differs from this one's")
+                    raise CodecError(
+                        "the decoded image does not match the file's checksum: it was written on a "
+                        "platform whose arithmetic differs from this one's"
+                    )
                 images.append(image)
                 row += n
         return images

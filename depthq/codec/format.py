@@ -97,10 +97,21 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     if header.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {header.mode!r}")
     if not (0 < header.height < 2**16 and 0 < header.width < 2**16 and 0 < header.channels < 256):
-        raise ValueError(f"image size {header.channels}x{header.height}x{header.width} does not fit the format "
-                         "(sides up to 65535, channels up to 255)")
-    head = _HEAD.pack(MAGIC, VERSION, MODES.index(header.mode), header.channels, header.height, header.width,
-                      header.autoencoder_id, header.prior_id, header.content_crc)
+        raise ValueError(
+            f"image size {header.channels}x{header.height}x{header.width} does not fit the format "
+            "(sides up to 65535, channels up to 255)"
+        )
+    head = _HEAD.pack(
+        MAGIC,
+        VERSION,
+        MODES.index(header.mode),
+        header.channels,
+        header.height,
+        header.width,
+        header.autoencoder_id,
+        header.prior_id,
+        header.content_crc,
+    )
     payload = b"".join(_leb128(len(s)) for s in streams[:-1]) + b"".join(streams)
     return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head)) & 0xFFFFFFFF) + payload
 

@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from depthq.errors import SchemaError
 from depthq.codec.coder import CODER_THREADS, Codec, prior_tile, tiles
 from depthq.codec.format import HEADER_BYTES
+from depthq.errors import SchemaError
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.evaluate.evaluator import psnr
 from depthq.prior.model import LN2, PriorModel
@@ -111,8 +111,9 @@ class IdealBits(NamedTuple):
 
 
 @torch.no_grad()
-def ideal_bits(model, prior: PriorModel, images: Tensor, *, empirical: EmpiricalPrior | None = None,
-               batch_size: int = 64) -> IdealBits:
+def ideal_bits(
+    model, prior: PriorModel, images: Tensor, *, empirical: EmpiricalPrior | None = None, batch_size: int = 64
+) -> IdealBits:
     """The ideal code lengths of ``images`` (uint8 (N, C, H, W)), summed over each image's tiles
     of the prior's image size, in fp32 on the models' device (teacher-forced prior)."""
     device = next(model.parameters()).device
@@ -139,16 +140,18 @@ def _timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def measure(model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None,
-            empirical: EmpiricalPrior | None = None) -> CodecMeasurement:
+def measure(
+    model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None, empirical: EmpiricalPrior | None = None
+) -> CodecMeasurement:
     """Compress and decompress ``images`` (uint8 (N, C, H, W)) both ways; verify every lossless
     round trip (``ValueError`` if any differs) and measure sizes, PSNR and speed. With
     ``empirical`` (e.g. ``PriorInfo.empirical_prior()``) also the empirical rate of the codes."""
     return measure_files(model, prior, images, codec=codec, empirical=empirical)[0]
 
 
-def measure_files(model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None,
-                  empirical: EmpiricalPrior | None = None) -> tuple[CodecMeasurement, list[bytes], list[bytes]]:
+def measure_files(
+    model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None, empirical: EmpiricalPrior | None = None
+) -> tuple[CodecMeasurement, list[bytes], list[bytes]]:
     """``measure``, also returning the lossless and the lossy files' bytes."""
     if images.dim() != 4 or images.dtype != torch.uint8 or len(images) == 0:
         raise ValueError(f"expected a non-empty uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -166,17 +169,24 @@ def measure_files(model, prior: PriorModel, images: Tensor, *, codec: Codec | No
     lossy_bytes = float(np.mean([len(f) for f in lossy]))
     ideal = ideal_bits(model, prior, images, empirical=empirical)
     measurement = CodecMeasurement(
-        images=n, dims=dims, header_bytes=HEADER_BYTES,
+        images=n,
+        dims=dims,
+        header_bytes=HEADER_BYTES,
         model_bits_per_dim=float(ideal.total.mean()) / dims,
         distortion_bits_per_dim=float(ideal.distortion.mean()) / dims,
         rate_bits_per_dim=float(ideal.rate.mean()) / dims,
-        lossless_bytes=lossless_bytes, lossless_bits_per_dim=8 * lossless_bytes / dims,
+        lossless_bytes=lossless_bytes,
+        lossless_bits_per_dim=8 * lossless_bytes / dims,
         lossless_payload_bits_per_dim=8 * (lossless_bytes - HEADER_BYTES) / dims,
-        lossy_bytes=lossy_bytes, lossy_bits_per_pixel=8 * lossy_bytes / pixels,
+        lossy_bytes=lossy_bytes,
+        lossy_bits_per_pixel=8 * lossy_bytes / pixels,
         lossy_payload_bits_per_pixel=8 * (lossy_bytes - HEADER_BYTES) / pixels,
-        lossy_psnr=psnr(mse), round_trips_verified=n,
-        compress_images_per_s=n / t_compress, decompress_images_per_s=n / t_decompress,
-        lossy_compress_images_per_s=n / t_lossy, lossy_decompress_images_per_s=n / t_lossy_back,
+        lossy_psnr=psnr(mse),
+        round_trips_verified=n,
+        compress_images_per_s=n / t_compress,
+        decompress_images_per_s=n / t_decompress,
+        lossy_compress_images_per_s=n / t_lossy,
+        lossy_decompress_images_per_s=n / t_lossy_back,
         empirical_rate_bits_per_dim=None if ideal.empirical_rate is None else float(ideal.empirical_rate.mean()) / dims,
     )
     return measurement, files, lossy
@@ -195,7 +205,6 @@ def pillow_bits_per_dim(images: Tensor, fmt: str) -> float:
         Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(buffer, format=fmt, **options[fmt])
         total += buffer.tell()
     return 8 * total / (len(images) * images[0].numel())
-
 
 
 @dataclass(frozen=True)

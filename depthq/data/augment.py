@@ -31,8 +31,9 @@ class AugmentDraw(NamedTuple):
     shifts: Tensor  # int64 (2, B): (dy, dx) of image n's crop window, in [-padding, padding]
 
 
-def draw_augmentation(b: int, *, flip: bool, crop_padding: int,
-                      generator: torch.Generator | None = None) -> AugmentDraw:
+def draw_augmentation(
+    b: int, *, flip: bool, crop_padding: int, generator: torch.Generator | None = None
+) -> AugmentDraw:
     """Draw the flips and crop shifts of ``b`` images, in a fixed order (see ``augment``)."""
     flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
     shifts = torch.randint(-crop_padding, crop_padding + 1, (2, b), generator=generator)

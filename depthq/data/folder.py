@@ -2,8 +2,9 @@
 
 Every ``.png``, ``.jpg`` and ``.jpeg`` file (any case) under the folder, recursively, sorted by
 relative path, is read with Pillow, converted to 8-bit RGB (``to_rgb``: greyscale is replicated to
-3 channels, alpha dropped, 16-bit greyscale scaled to 8 bits), resized so its *shorter* side is ``image_size`` with the BOX filter (the area average
-the downsampled ImageNet release used), and center-cropped to ``image_size`` x ``image_size``.
+3 channels, alpha dropped, 16-bit greyscale scaled to 8 bits), resized so its *shorter* side is
+``image_size`` with the BOX filter (the area average the downsampled ImageNet release used), and
+center-cropped to ``image_size`` x ``image_size``.
 
 Test split: an image is a test image when the SHA-1 of its relative path falls in the lowest
 ``TEST_FRACTION`` (10%) of the hash range; at least one image is test when there are two or more.
@@ -94,8 +95,9 @@ def _build(out: Path, root: Path, paths: list[Path], size: int) -> dict[str, Any
                 with Image.open(path) as im:
                     images[i] = resize_center_crop(im, size)
             except (OSError, UnidentifiedImageError, ValueError) as err:
-                raise ValueError(f"cannot read image {path} ({err}): corrupt or truncated? "
-                                 f"expected {FOLDER_LAYOUT}") from err
+                raise ValueError(
+                    f"cannot read image {path} ({err}): corrupt or truncated? expected {FOLDER_LAYOUT}"
+                ) from err
     cache.save_npy(out / "test_mask.npy", holdout_mask(relative))
     return {"root": str(root), "image_size": size, "files": relative}
 

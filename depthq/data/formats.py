@@ -58,8 +58,9 @@ IMAGENET_CACHE_VERSION = 1
 def _check_count(dataset: str, split: str, n: int) -> None:
     expected = STANDARD_COUNTS[dataset][split]
     if n != expected:
-        log.warning("%s %s has %d images; the standard split has %d: is the copy complete?",
-                    dataset, split, n, expected)
+        log.warning(
+            "%s %s has %d images; the standard split has %d: is the copy complete?", dataset, split, n, expected
+        )
 
 
 # --- CIFAR-10 -------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ def imagenet_files(folder: Path, split: str, size: int) -> list[Path]:
     if sorted(numbers) != list(range(1, len(numbers) + 1)):
         raise FileNotFoundError(
             f"training batches in {folder} are numbered {sorted(numbers)}; expected 1..{max(numbers)} "
-            f"with none missing or duplicated; layout: {layout}")
+            f"with none missing or duplicated; layout: {layout}"
+        )
     return [p for _, p in sorted(zip(numbers, found))]
 
 
@@ -169,16 +171,18 @@ def _npz_data_shape(path: Path, layout: str) -> tuple[int, ...]:
     try:
         with zipfile.ZipFile(path) as archive, archive.open("data.npy") as f:
             version = np.lib.format.read_magic(f)
-            reader = {(1, 0): np.lib.format.read_array_header_1_0,
-                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
+                version
+            )
             if reader is None:
                 return tuple(np.load(path, allow_pickle=False)["data"].shape)
             shape, _, dtype = reader(f)
     except KeyError:
         raise ValueError(f"{path} has no 'data' array; expected {layout}") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable npz archive ({err}): corrupt or truncated? "
-                         f"expected {layout}") from err
+        raise ValueError(
+            f"{path} is not a readable npz archive ({err}): corrupt or truncated? expected {layout}"
+        ) from err
     if dtype != np.uint8:
         raise ValueError(f"{path}: 'data' is {dtype}, expected uint8; layout: {layout}")
     return tuple(shape)
@@ -193,8 +197,10 @@ def _read_npz_batch(path: Path, size: int, layout: str) -> tuple[np.ndarray, np.
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path} is corrupt or truncated ({err}); expected {layout}") from err
     if labels.shape != (data.shape[0],) or (len(labels) and not 1 <= labels.min() <= labels.max() <= 1000):
-        raise ValueError(f"{path}: expected {data.shape[0]} labels in 1..1000, got {labels.shape} "
-                         f"in {labels.min() if len(labels) else '-'}..{labels.max() if len(labels) else '-'}")
+        raise ValueError(
+            f"{path}: expected {data.shape[0]} labels in 1..1000, got {labels.shape} "
+            f"in {labels.min() if len(labels) else '-'}..{labels.max() if len(labels) else '-'}"
+        )
     return data.reshape(-1, 3, size, size), labels - 1  # planar rows -> (N, C, H, W); labels 0..999
 
 
@@ -207,8 +213,10 @@ def _build_imagenet(files: list[Path], size: int, layout: str, out_folder: Path)
             hint = ""
             if len(shape) == 2 and shape[1] % 3 == 0 and round((shape[1] // 3) ** 0.5) ** 2 == shape[1] // 3:
                 hint = f" (that is 3x{round((shape[1] // 3) ** 0.5)}x{round((shape[1] // 3) ** 0.5)}: wrong folder?)"
-            raise ValueError(f"{path}: 'data' has shape {shape}, expected (N, {row}) = 3x{size}x{size} planar{hint}; "
-                             f"layout: {layout}")
+            raise ValueError(
+                f"{path}: 'data' has shape {shape}, expected (N, {row}) = 3x{size}x{size} planar{hint}; "
+                f"layout: {layout}"
+            )
         counts.append(shape[0])
     total = sum(counts)
     labels = np.empty(total, dtype=np.int16)
@@ -218,8 +226,8 @@ def _build_imagenet(files: list[Path], size: int, layout: str, out_folder: Path)
             data, lab = _read_npz_batch(path, size, layout)
             if len(data) != n:
                 raise ValueError(f"{path}: header says {n} images, read {len(data)}: truncated?")
-            out[start:start + n] = data
-            labels[start:start + n] = lab
+            out[start : start + n] = data
+            labels[start : start + n] = lab
             start += n
     cache.save_npy(out_folder / "labels.npy", labels)
     return {"files": [str(p) for p in files], "count": total, "image_size": size}
@@ -240,8 +248,9 @@ def read_imagenet(folder: Path, split: str, size: int) -> tuple[np.ndarray, np.n
     stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     key = cache.cache_key(stats, size, IMAGENET_CACHE_VERSION)
     entry = cache.cache_root() / f"imagenet{size}" / f"{split}-{key}"
-    arrays, meta = cache.cached_arrays(entry, ("images", "labels"),
-                                       lambda out: _build_imagenet(files, size, layout, out))
+    arrays, meta = cache.cached_arrays(
+        entry, ("images", "labels"), lambda out: _build_imagenet(files, size, layout, out)
+    )
     _check_count("imagenet", split, meta["count"])
     return arrays["images"], arrays["labels"].astype(np.int64), entry / "images.npy"
 
@@ -255,8 +264,9 @@ def _read_idx(folder: Path, stem: str, magic: int, ndim: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise ValueError(f"{path} is corrupt or truncated ({err}); expected gzipped idx files: "
-                         f"{FASHION_LAYOUT}") from err
+        raise ValueError(
+            f"{path} is corrupt or truncated ({err}); expected gzipped idx files: {FASHION_LAYOUT}"
+        ) from err
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path} is {len(raw)} bytes, shorter than its {header}-byte idx header: truncated?")
@@ -264,8 +274,10 @@ def _read_idx(folder: Path, stem: str, magic: int, ndim: int) -> np.ndarray:
     if got_magic != magic:
         raise ValueError(f"{path}: idx magic number {got_magic}, expected {magic} ({FASHION_LAYOUT})")
     if len(raw) - header != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes of data, "
-                         f"the file holds {len(raw) - header}: truncated or corrupt")
+        raise ValueError(
+            f"{path}: header says {dims} = {int(np.prod(dims))} bytes of data, "
+            f"the file holds {len(raw) - header}: truncated or corrupt"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -277,7 +289,9 @@ def read_fashion_mnist(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray
     images = _read_idx(folder, f"{prefix}-images-idx3-ubyte", 2051, 3)  # (N, 28, 28)
     labels = _read_idx(folder, f"{prefix}-labels-idx1-ubyte", 2049, 1)
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise ValueError(f"Fashion-MNIST {split} in {folder}: images {images.shape}, labels {labels.shape}; "
-                         "expected (N, 28, 28) and (N,)")
+        raise ValueError(
+            f"Fashion-MNIST {split} in {folder}: images {images.shape}, labels {labels.shape}; "
+            "expected (N, 28, 28) and (N,)"
+        )
     _check_count("fashion-mnist", split, len(images))
     return images[:, None].copy(), labels.astype(np.int64)  # (N, 1, 28, 28), writable

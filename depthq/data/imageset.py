@@ -86,8 +86,9 @@ class ImageSet(Dataset):
         if self._materialised is None:
             nbytes = len(self._rows) * self._storage[0].numel()
             if nbytes > _LARGE_BYTES:
-                log.warning("materialising %s/%s: %.1f GB; use .batch() to avoid the copy",
-                            self.name, self.split, nbytes / 1e9)
+                log.warning(
+                    "materialising %s/%s: %.1f GB; use .batch() to avoid the copy", self.name, self.split, nbytes / 1e9
+                )
             self._materialised = self._storage[self._rows]
         return self._materialised
 
@@ -118,8 +119,15 @@ class ImageSet(Dataset):
         """A view of this set's images at ``indices`` (K,), sharing its storage."""
         indices = torch.as_tensor(indices, dtype=torch.int64)
         rows = indices if self._rows is None else self._rows[indices]
-        return ImageSet(self._storage, name=self.name, split=split or self.split, labels=self._labels,
-                        rows=rows, source=self.source, mmap_path=self.mmap_path)
+        return ImageSet(
+            self._storage,
+            name=self.name,
+            split=split or self.split,
+            labels=self._labels,
+            rows=rows,
+            source=self.source,
+            mmap_path=self.mmap_path,
+        )
 
     # --- shape facts ----------------------------------------------------------------------
     @property

@@ -74,8 +74,16 @@ class StagedBatches(Dataset):
     """Map-style data set indexed by ``BatchKey``: returns that step's uint8 batch (B, C, H, W),
     or with ``draws_only`` its ``BatchDraw`` (the pixels are then read where the images are)."""
 
-    def __init__(self, sets: Sequence[ImageSet], *, seed: int, flip: bool, crop_padding: int,
-                 rank: int = 0, draws_only: bool = False) -> None:
+    def __init__(
+        self,
+        sets: Sequence[ImageSet],
+        *,
+        seed: int,
+        flip: bool,
+        crop_padding: int,
+        rank: int = 0,
+        draws_only: bool = False,
+    ) -> None:
         self.sets = list(sets)
         self.seed, self.flip, self.crop_padding, self.rank = seed, flip, crop_padding, rank
         self.draws_only = draws_only
@@ -85,8 +93,9 @@ class StagedBatches(Dataset):
         if self.flip or self.crop_padding:
             # seeded by (seed, step, rank): each rank's slice of the global batch draws its own
             generator = torch.Generator().manual_seed(mix_seed(self.seed, key.step, self.rank, _AUGMENT_SALT))
-            augmentation = draw_augmentation(len(key.indices), flip=self.flip, crop_padding=self.crop_padding,
-                                             generator=generator)
+            augmentation = draw_augmentation(
+                len(key.indices), flip=self.flip, crop_padding=self.crop_padding, generator=generator
+            )
         return BatchDraw(key.stage, key.indices, augmentation)
 
     def __getitem__(self, key: BatchKey) -> Tensor | BatchDraw:
@@ -153,13 +162,18 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         info = dataset_info(name)
-        for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1),
-                           ("max_val_images", max_val_images or 1)):
+        for arg, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size or 1),
+            ("max_val_images", max_val_images or 1),
+        ):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1; got {value}")
         if num_workers < 0 or seed < 0 or augment_crop < 0 or device_cache_mb < 0:
-            raise ValueError("num_workers, seed, augment_crop and device_cache_mb must be >= 0; "
-                             f"got {num_workers}, {seed}, {augment_crop}, {device_cache_mb}")
+            raise ValueError(
+                "num_workers, seed, augment_crop and device_cache_mb must be >= 0; "
+                f"got {num_workers}, {seed}, {augment_crop}, {device_cache_mb}"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
         self.name, self.root = name, root
@@ -171,8 +185,10 @@ class ImageDataModule(L.LightningDataModule):
         for stage in self.stages:
             self.source(stage.image_size)  # reject sizes the data set does not have, before any reading
             if augment_crop >= stage.image_size:
-                raise ValueError(f"augment_crop must be below the image size; got {augment_crop} for "
-                                 f"{stage.image_size}x{stage.image_size} images")
+                raise ValueError(
+                    f"augment_crop must be below the image size; got {augment_crop} for "
+                    f"{stage.image_size}x{stage.image_size} images"
+                )
         self.start_step = 0
         self._sets: dict[tuple[str, int], ImageSet] = {}
         self._device_images: dict[tuple[int, torch.device], Tensor] = {}  # (stage, device) -> (N, C, H, W)
@@ -210,8 +226,9 @@ class ImageDataModule(L.LightningDataModule):
         size = self.stages[-1].image_size if image_size is None else image_size
         if (split, size) not in self._sets:
             name, size_arg = self.source(size)
-            self._sets[(split, size)] = get_dataset(name, split, root=self.root, image_size=size_arg,
-                                                    val_fraction=self.val_fraction, seed=self.seed)
+            self._sets[(split, size)] = get_dataset(
+                name, split, root=self.root, image_size=size_arg, val_fraction=self.val_fraction, seed=self.seed
+            )
         return self._sets[(split, size)]
 
     def prepare_data(self) -> None:
@@ -245,15 +262,34 @@ class ImageDataModule(L.LightningDataModule):
         """
         sets = [self.dataset("train", s.image_size) for s in self.stages]
         rank, world = self._rank_and_world()
-        sampler = StagedBatchSampler(self.stages, [len(x) for x in sets], self.batch_size, self.seed,
-                                     start_step=self._start_step(), rank=rank, world_size=world)
+        sampler = StagedBatchSampler(
+            self.stages,
+            [len(x) for x in sets],
+            self.batch_size,
+            self.seed,
+            start_step=self._start_step(),
+            rank=rank,
+            world_size=world,
+        )
         if on_device is None:
             on_device = self._fits_on_device(sets)
-        batches = StagedBatches(sets, seed=self.seed, flip=self.augment_flip, crop_padding=self.augment_crop,
-                                rank=rank, draws_only=on_device)
+        batches = StagedBatches(
+            sets,
+            seed=self.seed,
+            flip=self.augment_flip,
+            crop_padding=self.augment_crop,
+            rank=rank,
+            draws_only=on_device,
+        )
         # pinned host memory: Lightning's copy to a GPU is then asynchronous (non_blocking)
-        return DataLoader(batches, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), generator=self._generator())
+        return DataLoader(
+            batches,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            generator=self._generator(),
+        )
 
     def _fits_on_device(self, sets: Sequence[ImageSet]) -> bool:
         trainer = self.trainer
@@ -261,9 +297,12 @@ class ImageDataModule(L.LightningDataModule):
             return False
         nbytes = sum(len(x) * x[0].numel() for x in sets)
         fits = nbytes <= self.device_cache_mb * 2**20
-        log.info("training batches are %s (%d MiB of uint8 training images, data.device_cache_mb=%d)",
-                 "gathered on the GPU" if fits else "built on the CPU and copied", nbytes // 2**20,
-                 self.device_cache_mb)
+        log.info(
+            "training batches are %s (%d MiB of uint8 training images, data.device_cache_mb=%d)",
+            "gathered on the GPU" if fits else "built on the CPU and copied",
+            nbytes // 2**20,
+            self.device_cache_mb,
+        )
         return fits
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -292,8 +331,14 @@ class ImageDataModule(L.LightningDataModule):
 
     def _eval_loader(self, images: ImageSet) -> DataLoader:
         sampler = BatchSampler(SequentialSampler(range(len(images))), self.eval_batch_size, drop_last=False)
-        return DataLoader(_Batches(images), batch_size=None, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), generator=self._generator())
+        return DataLoader(
+            _Batches(images),
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            generator=self._generator(),
+        )
 
     def val_dataloader(self, image_size: int | None = None) -> DataLoader | list:
         """The val split (at the last stage's size by default), capped at ``max_val_images``.
@@ -307,7 +352,7 @@ class ImageDataModule(L.LightningDataModule):
         val = self.dataset("val", image_size)
         if self.max_val_images is not None and len(val) > self.max_val_images:
             generator = torch.Generator().manual_seed(self.seed)
-            val = val.subset(torch.randperm(len(val), generator=generator)[:self.max_val_images].sort().values)
+            val = val.subset(torch.randperm(len(val), generator=generator)[: self.max_val_images].sort().values)
         return self._eval_loader(val)
 
     def test_dataloader(self, image_size: int | None = None) -> DataLoader:

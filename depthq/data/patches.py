@@ -111,7 +111,7 @@ def flat_tiles(image: np.ndarray, tile: int, max_std: float = FLAT_STD) -> tuple
     ny, nx = image.shape[0] // tile, image.shape[1] // tile
     if ny == 0 or nx == 0:
         return 0, 0
-    blocks = image[:ny * tile, :nx * tile].reshape(ny, tile, nx, tile, -1).astype(np.float32)
+    blocks = image[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile, -1).astype(np.float32)
     std = blocks.std(axis=(1, 3))  # (ny, nx, C)
     return int((std.max(axis=-1) < max_std).sum()), ny * nx
 
@@ -123,17 +123,29 @@ def _build(folder: Path, sources: Sequence[PatchSource], patch_size: int, stride
         full = source.load()
         image = downscale(full, source.reduce)
         if min(image.shape[:2]) < patch_size:
-            raise ValueError(f"{label}: {source.name} is {image.shape[0]}x{image.shape[1]} after downscaling by "
-                             f"{source.reduce}, smaller than the patch size {patch_size}")
+            raise ValueError(
+                f"{label}: {source.name} is {image.shape[0]}x{image.shape[1]} after downscaling by "
+                f"{source.reduce}, smaller than the patch size {patch_size}"
+            )
         shapes.append(image.shape[:2])
         patches, corners = cut_patches(image, patch_size, patch_size if source.test else stride)
         parts[source.test].append((patches, np.column_stack([np.full(len(corners), k, np.int32), corners])))
         flat_full, tiles_full = flat_tiles(full, patch_size)
         flat, tiles = flat_tiles(image, patch_size) if source.reduce > 1 else (flat_full, tiles_full)
-        stats.append({"name": source.name, "test": source.test, "reduce": source.reduce,
-                      "original_shape": list(full.shape[:2]), "shape": list(image.shape[:2]), "patches": len(corners),
-                      "flat_tiles_original": flat_full, "tiles_original": tiles_full,
-                      "flat_tiles": flat, "tiles": tiles})
+        stats.append(
+            {
+                "name": source.name,
+                "test": source.test,
+                "reduce": source.reduce,
+                "original_shape": list(full.shape[:2]),
+                "shape": list(image.shape[:2]),
+                "patches": len(corners),
+                "flat_tiles_original": flat_full,
+                "tiles_original": tiles_full,
+                "flat_tiles": flat,
+                "tiles": tiles,
+            }
+        )
     counts = {}
     for is_test, split in ((False, "train"), (True, "test")):
         if not parts[is_test]:
@@ -142,13 +154,21 @@ def _build(folder: Path, sources: Sequence[PatchSource], patch_size: int, stride
         cache.save_npy(folder / f"{split}_coords.npy", np.concatenate([c for _, c in parts[is_test]]))
         counts[split] = sum(len(p) for p, _ in parts[is_test])
     cache.save_npy(folder / "shapes.npy", np.asarray(shapes, dtype=np.int32))
-    log.info("%s %dx%d stride %d: %d train / %d test patches", label, patch_size, patch_size, stride,
-             counts["train"], counts["test"])
+    log.info(
+        "%s %dx%d stride %d: %d train / %d test patches",
+        label,
+        patch_size,
+        patch_size,
+        stride,
+        counts["train"],
+        counts["test"],
+    )
     return {"patch_size": patch_size, "stride": stride, "flat_std": FLAT_STD, "counts": counts, "sources": stats}
 
 
-def cached_patches(label: str, key: str, sources: Sequence[PatchSource], patch_size: int,
-                   stride: int | None = None) -> PatchSet:
+def cached_patches(
+    label: str, key: str, sources: Sequence[PatchSource], patch_size: int, stride: int | None = None
+) -> PatchSet:
     """The patches of ``sources``, cut on first use and memory-mapped from the cache after.
 
     Args:
@@ -182,9 +202,12 @@ def val_holdout(ps: PatchSet, val_fraction: float, seed: int) -> tuple[np.ndarra
     grid_h, grid_w = -(-h // block), -(-w // block)  # blocks per image, the partial edge ones included
     offsets = np.concatenate([[0], np.cumsum(grid_h * grid_w)])  # first block id of each image
 
-    candidates = [offsets[k] + by * grid_w[k] + bx
-                  for k in np.flatnonzero(~ps.is_test)
-                  for by in range(h[k] // block) for bx in range(w[k] // block)]  # full blocks only
+    candidates = [
+        offsets[k] + by * grid_w[k] + bx
+        for k in np.flatnonzero(~ps.is_test)
+        for by in range(h[k] // block)
+        for bx in range(w[k] // block)
+    ]  # full blocks only
     if not candidates:
         raise ValueError(f"no full {block}x{block} block in the training images to hold out for val")
     n_val = max(1, round(val_fraction * len(candidates)))
@@ -199,8 +222,12 @@ def val_holdout(ps: PatchSet, val_fraction: float, seed: int) -> tuple[np.ndarra
         return offsets[k] + (row // block) * grid_w[k] + col // block
 
     # A patch spans at most two blocks per axis (p <= block), so its four corners find every block it touches.
-    touches = (held[block_of(y, x)] | held[block_of(y, x + p - 1)]
-               | held[block_of(y + p - 1, x)] | held[block_of(y + p - 1, x + p - 1)])
+    touches = (
+        held[block_of(y, x)]
+        | held[block_of(y, x + p - 1)]
+        | held[block_of(y + p - 1, x)]
+        | held[block_of(y + p - 1, x + p - 1)]
+    )
     is_val = held[block_of(y, x)] & (y % tile == 0) & (x % tile == 0)
     return np.flatnonzero(is_val), np.flatnonzero(~touches)
 

@@ -50,21 +50,37 @@ class Photo:
 
 
 PHOTOS: tuple[Photo, ...] = (
-    Photo("astronaut", "skimage.data", "astronaut.png",
-          "public domain (NASA; 'no known copyright restrictions')", False),
+    Photo(
+        "astronaut", "skimage.data", "astronaut.png", "public domain (NASA; 'no known copyright restrictions')", False
+    ),
     Photo("chelsea", "skimage.data", "chelsea.png", "CC0 (photographer Stefan van der Walt)", True),
     Photo("coffee", "skimage.data", "coffee.png", "CC0 (photographer Rachel Michetti)", True),
     Photo("rocket", "skimage.data", "rocket.jpg", "public domain (SpaceX)", False),
     Photo("hubble_deep_field", "skimage.data", "hubble_deep_field.jpg", "public domain (NASA)", False),
     Photo("immunohistochemistry", "skimage.data", "ihc.png", "'no known copyright restrictions' (CMMI)", False),
     Photo("retina", "skimage.data", "retina.jpg", "CC0 1.0 (Mikael Haggstrom, Wikimedia Commons)", False),
-    Photo("motorcycle_left", "skimage.data", "motorcycle_left.png",
-          "none stated (Middlebury 2014 stereo benchmark, Scharstein et al.)", False),
-    Photo("motorcycle_right", "skimage.data", "motorcycle_right.png",
-          "none stated (Middlebury 2014 stereo benchmark, Scharstein et al.)", False),
+    Photo(
+        "motorcycle_left",
+        "skimage.data",
+        "motorcycle_left.png",
+        "none stated (Middlebury 2014 stereo benchmark, Scharstein et al.)",
+        False,
+    ),
+    Photo(
+        "motorcycle_right",
+        "skimage.data",
+        "motorcycle_right.png",
+        "none stated (Middlebury 2014 stereo benchmark, Scharstein et al.)",
+        False,
+    ),
     Photo("china", "sklearn.datasets", "images/china.jpg", "CC BY 2.0 (Flickr, danielbuechele)", True),
-    Photo("flower", "sklearn.datasets", "images/flower.jpg",
-          "CC BY 2.0 (Flickr, vultilion; the DESCR credit line says danielbuechele)", False),
+    Photo(
+        "flower",
+        "sklearn.datasets",
+        "images/flower.jpg",
+        "CC BY 2.0 (Flickr, vultilion; the DESCR credit line says danielbuechele)",
+        False,
+    ),
 )
 MAX_PATCH_SIZE = 300  # the shortest side of any photo (chelsea)
 
@@ -76,8 +92,10 @@ def load_photo(photo: Photo) -> np.ndarray:
         with Image.open(path) as im:  # type: ignore[arg-type]
             return np.asarray(im.convert("RGB"))
     except OSError as err:
-        raise RuntimeError(f"bundled photo {photo.name} ({photo.package}/{photo.file}) could not be read: {err}; "
-                           "is the package installed completely?") from err
+        raise RuntimeError(
+            f"bundled photo {photo.name} ({photo.package}/{photo.file}) could not be read: {err}; "
+            "is the package installed completely?"
+        ) from err
 
 
 def photo_sources() -> list[PatchSource]:
@@ -88,8 +106,9 @@ def photo_sources() -> list[PatchSource]:
 def photo_patches(patch_size: int = 32, stride: int | None = None) -> PatchSet:
     """The train and test patches, cut on first use and memory-mapped from the cache after."""
     if not 2 <= patch_size <= MAX_PATCH_SIZE:
-        raise ValueError(f"photos patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is 300x451); "
-                         f"got {patch_size}")
+        raise ValueError(
+            f"photos patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is 300x451); got {patch_size}"
+        )
     key = cache.cache_key([(p.name, p.file, p.test) for p in PHOTOS], PHOTOS_VERSION)
     return cached_patches("photos", key, photo_sources(), patch_size, stride)
 
@@ -97,13 +116,16 @@ def photo_patches(patch_size: int = 32, stride: int | None = None) -> PatchSet:
 def describe_source(pp: PatchSet) -> str:
     """One line saying which photos and how the patches were cut."""
     test = ", ".join(p.name for p in PHOTOS if p.test)
-    return (f"{len(PHOTOS)} colour photographs bundled with scikit-image and scikit-learn; "
-            f"{pp.patch_size}x{pp.patch_size} patches; train: {len(PHOTOS) - sum(p.test for p in PHOTOS)} photos "
-            f"at stride {pp.stride}; test: {test} (whole photos, non-overlapping patches)")
+    return (
+        f"{len(PHOTOS)} colour photographs bundled with scikit-image and scikit-learn; "
+        f"{pp.patch_size}x{pp.patch_size} patches; train: {len(PHOTOS) - sum(p.test for p in PHOTOS)} photos "
+        f"at stride {pp.stride}; test: {test} (whole photos, non-overlapping patches)"
+    )
 
 
-def load_photos(split: str = "train", *, patch_size: int = 32, stride: int | None = None,
-                val_fraction: float = 0.0, seed: int = 0) -> ImageSet:
+def load_photos(
+    split: str = "train", *, patch_size: int = 32, stride: int | None = None, val_fraction: float = 0.0, seed: int = 0
+) -> ImageSet:
     """One split of ``photos`` as an ``ImageSet`` of uint8 (N, 3, P, P); see the module docstring."""
     pp = photo_patches(patch_size, stride)
     return split_set(pp, split, name="photos", source=describe_source(pp), val_fraction=val_fraction, seed=seed)

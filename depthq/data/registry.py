@@ -58,14 +58,34 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "photos": DatasetInfo("photos", 3, None, 32, None, "patches of 11 colour photographs bundled with "
-                          "scikit-image and scikit-learn (built in, no download)"),
-    "scenes": DatasetInfo("scenes", 3, None, 32, None, "patches of 49 real photographs of 48 scenes: the 11 "
-                          "bundled photos + 38 from Debian wallpaper packages (apt-get), split by scene"),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, 28, "fashion-mnist",
-                                 "Fashion-MNIST (Xiao et al. 2017), idx files, 60k train / 10k test"),
-    "cifar10": DatasetInfo("cifar10", 3, 32, 32, "cifar-10-batches-py",
-                           "CIFAR-10 (Krizhevsky 2009), python pickle batches, 50k train / 10k test"),
+    "photos": DatasetInfo(
+        "photos",
+        3,
+        None,
+        32,
+        None,
+        "patches of 11 colour photographs bundled with scikit-image and scikit-learn (built in, no download)",
+    ),
+    "scenes": DatasetInfo(
+        "scenes",
+        3,
+        None,
+        32,
+        None,
+        "patches of 49 real photographs of 48 scenes: the 11 "
+        "bundled photos + 38 from Debian wallpaper packages (apt-get), split by scene",
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", 1, 28, 28, "fashion-mnist", "Fashion-MNIST (Xiao et al. 2017), idx files, 60k train / 10k test"
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10",
+        3,
+        32,
+        32,
+        "cifar-10-batches-py",
+        "CIFAR-10 (Krizhevsky 2009), python pickle batches, 50k train / 10k test",
+    ),
     "imagenet32": DatasetInfo("imagenet32", 3, 32, 32, "imagenet32", IMAGENET_SOURCE.format(S=32)),
     "imagenet64": DatasetInfo("imagenet64", 3, 64, 64, "imagenet64", IMAGENET_SOURCE.format(S=64)),
     "folder": DatasetInfo("folder", 3, None, 32, None, "a folder of PNG/JPEG images, resized and center-cropped"),
@@ -91,8 +111,10 @@ def check_image_size(name: str, image_size: int | None) -> int:
     if image_size is None:
         return info.default_size
     if info.native_size is not None and image_size != info.native_size:
-        raise ValueError(f"{name} images are {info.native_size}x{info.native_size}; got image_size={image_size}"
-                         + (" (use imagenet32/imagenet64 for the other size)" if name.startswith("imagenet") else ""))
+        raise ValueError(
+            f"{name} images are {info.native_size}x{info.native_size}; got image_size={image_size}"
+            + (" (use imagenet32/imagenet64 for the other size)" if name.startswith("imagenet") else "")
+        )
     if image_size < 2:
         raise ValueError(f"image_size must be >= 2; got {image_size}")
     return image_size
@@ -122,7 +144,8 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
     if not env:
         raise FileNotFoundError(
             f"{name} is read from a local folder and none was given: pass root= (CLI: --root DIR) or set "
-            f"{DATA_ENV} so that ${DATA_ENV}/{info.subfolder} is {LAYOUTS[name]}. Nothing is downloaded.")
+            f"{DATA_ENV} so that ${DATA_ENV}/{info.subfolder} is {LAYOUTS[name]}. Nothing is downloaded."
+        )
     return Path(env).expanduser() / info.subfolder  # type: ignore[operator]
 
 
@@ -143,15 +166,21 @@ def _read_full(name: str, split: str, root: Path, size: int) -> ImageSet:
         rows = np.flatnonzero(is_test if split == "test" else ~is_test)
         if len(rows) == 0:
             raise ValueError(f"folder {root} has {len(images)} image(s): too few for a {split} split")
-        full = from_numpy(images, name=name, split=split, mmap_path=path,
-                          source=f"{len(images)} images from {root}, BOX-resized and center-cropped to {size}x{size}; "
-                                 f"test = {int(is_test.sum())} images chosen by the hash of their file name")
+        full = from_numpy(
+            images,
+            name=name,
+            split=split,
+            mmap_path=path,
+            source=f"{len(images)} images from {root}, BOX-resized and center-cropped to {size}x{size}; "
+            f"test = {int(is_test.sum())} images chosen by the hash of their file name",
+        )
         return full.subset(torch.from_numpy(rows), split=split)
     source = f"{info.summary} (read from {root})"
     if name == "imagenet32" or name == "imagenet64":
         images, labels, path = formats.read_imagenet(root, split, size)
-        return from_numpy(images, name=name, split=split, labels=torch.from_numpy(labels), source=source,
-                          mmap_path=path)
+        return from_numpy(
+            images, name=name, split=split, labels=torch.from_numpy(labels), source=source, mmap_path=path
+        )
     reader = formats.read_cifar10 if name == "cifar10" else formats.read_fashion_mnist
     images, labels = reader(root, split)
     return from_numpy(images, name=name, split=split, labels=torch.from_numpy(labels), source=source)

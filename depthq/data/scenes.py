@@ -75,16 +75,22 @@ def _mate(name: str, holder: str, test: bool = False) -> Wallpaper:
 
 
 def _plasma(name: str, photographer: str, test: bool = False) -> Wallpaper:
-    return Wallpaper(name, _PLASMA, f"/usr/share/wallpapers/{name}/contents/images/2560x1600.jpg",
-                     _PLASMA_LICENCE.format(photographer), test, name)
+    return Wallpaper(
+        name,
+        _PLASMA,
+        f"/usr/share/wallpapers/{name}/contents/images/2560x1600.jpg",
+        _PLASMA_LICENCE.format(photographer),
+        test,
+        name,
+    )
 
 
 WALLPAPERS: tuple[Wallpaper, ...] = (
     # lomiri-wallpapers-16.04: every *_by_*.jpg but umang_by_Abhishek_Mudgal.jpg (a colour gradient)
     _lomiri("Bridge_by_Sander_Klootwijk.jpg", "CC-BY-SA-4.0 (2018, Sander Klootwijk)"),
-    _lomiri("Dragonfly_by_Bolly.jpg", "CC-BY-SA-4.0 (2018, \"Bolly\")"),
-    _lomiri("Picture_0B_by_freespace.jpg", "CC-BY-4.0 (2018, Trevor \"Freespace\")"),
-    _lomiri("Picture_1A_by_freespace.jpg", "CC-BY-4.0 (2018, Trevor \"Freespace\")"),
+    _lomiri("Dragonfly_by_Bolly.jpg", 'CC-BY-SA-4.0 (2018, "Bolly")'),
+    _lomiri("Picture_0B_by_freespace.jpg", 'CC-BY-4.0 (2018, Trevor "Freespace")'),
+    _lomiri("Picture_1A_by_freespace.jpg", 'CC-BY-4.0 (2018, Trevor "Freespace")'),
     _lomiri("Wine_by_Jakkub_Mede.jpg", "CC-BY-4.0 (2018, Jakub Mede)", test=True),
     _lomiri("aitzgorri_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (2018, Aitzol Berasategi)"),
     _lomiri("analogpattern_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0 (2018, Peter Nerlich)"),
@@ -108,7 +114,7 @@ WALLPAPERS: tuple[Wallpaper, ...] = (
     _mate("Garden", "2008, Charles Barbin"),
     _mate("GreenMeadow", "2005, Timothy Schellhase; 2008, Lapo Calamandrei"),
     _mate("LadyBird", "2008, Charles Barbin"),
-    _mate("RainDrops", "2008, \"blackcombwhistler07\""),
+    _mate("RainDrops", '2008, "blackcombwhistler07"'),
     _mate("Storm", "2008, Sergey Nazarov"),
     _mate("TwoWings", "2008, Charles Barbin, Hylke Bons", test=True),
     _mate("Wood", "2008, Jean-Francois Fortin Tam"),
@@ -144,8 +150,17 @@ class SceneImage:
 
 def scene_images() -> list[SceneImage]:
     """Every photograph of ``scenes``, in cache order: the bundled photos, then the wallpapers."""
-    bundled = [SceneImage(p.name, "scikit-image" if p.package == "skimage.data" else "scikit-learn", p.licence,
-                          p.test, PHOTO_SCENES.get(p.name, p.name), 1) for p in PHOTOS]
+    bundled = [
+        SceneImage(
+            p.name,
+            "scikit-image" if p.package == "skimage.data" else "scikit-learn",
+            p.licence,
+            p.test,
+            PHOTO_SCENES.get(p.name, p.name),
+            1,
+        )
+        for p in PHOTOS
+    ]
     return bundled + [SceneImage(w.name, w.package, w.licence, w.test, w.scene, REDUCE) for w in WALLPAPERS]
 
 
@@ -175,33 +190,44 @@ def _load_wallpaper(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(to_rgb(im))
     except OSError as err:
-        raise ValueError(f"cannot read wallpaper {path} ({err}): corrupt or truncated? "
-                         f"reinstall it with: {install_command(PACKAGES)} --reinstall") from err
+        raise ValueError(
+            f"cannot read wallpaper {path} ({err}): corrupt or truncated? "
+            f"reinstall it with: {install_command(PACKAGES)} --reinstall"
+        ) from err
 
 
-def scene_patches(patch_size: int = 32, stride: int | None = None,
-                  root: str | os.PathLike | None = None) -> PatchSet:
+def scene_patches(patch_size: int = 32, stride: int | None = None, root: str | os.PathLike | None = None) -> PatchSet:
     """The train and test patches of ``scenes``, cut on first use and memory-mapped after.
 
     Raises:
         FileNotFoundError: a listed wallpaper is absent (the message gives the apt-get line).
     """
     if not 2 <= patch_size <= MAX_PATCH_SIZE:
-        raise ValueError(f"scenes patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is "
-                         f"{MAX_PATCH_SIZE} pixels high after downscaling); got {patch_size}")
+        raise ValueError(
+            f"scenes patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is "
+            f"{MAX_PATCH_SIZE} pixels high after downscaling); got {patch_size}"
+        )
     base = wallpaper_root(root)
     missing = missing_packages(base)
     if missing:
         raise FileNotFoundError(
             f"the scenes data set needs the real photographs of the Debian packages {', '.join(missing)}, "
             f"not found under {base} (root= / --root / ${WALLPAPER_ENV} / '/'). Install them (no dependencies, "
-            f"about 170 MB for all four): {install_command(PACKAGES)}; or use the built-in data set 'photos'.")
+            f"about 170 MB for all four): {install_command(PACKAGES)}; or use the built-in data set 'photos'."
+        )
     files = [wallpaper_file(w, base) for w in WALLPAPERS]
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    key = cache.cache_key([(p.name, p.file, p.test) for p in PHOTOS], PHOTOS_VERSION,
-                          [(w.name, w.path, w.test) for w in WALLPAPERS], stats, REDUCE, SCENES_VERSION)
-    sources = ([PatchSource(p.name, p.test, lambda p=p: load_photo(p)) for p in PHOTOS]
-               + [PatchSource(w.name, w.test, lambda f=f: _load_wallpaper(f), REDUCE) for w, f in zip(WALLPAPERS, files)])
+    key = cache.cache_key(
+        [(p.name, p.file, p.test) for p in PHOTOS],
+        PHOTOS_VERSION,
+        [(w.name, w.path, w.test) for w in WALLPAPERS],
+        stats,
+        REDUCE,
+        SCENES_VERSION,
+    )
+    sources = [PatchSource(p.name, p.test, lambda p=p: load_photo(p)) for p in PHOTOS] + [
+        PatchSource(w.name, w.test, lambda f=f: _load_wallpaper(f), REDUCE) for w, f in zip(WALLPAPERS, files)
+    ]
     return cached_patches("scenes", key, sources, patch_size, stride)
 
 
@@ -209,21 +235,39 @@ def describe_source(ps: PatchSet, root: Path) -> str:
     """One line saying which photographs, how they were cut, and where the wallpapers were read."""
     images = scene_images()
     test = [i for i in images if i.test]
-    return (f"{len(images)} real photographs of {len({i.scene for i in images})} scenes: {len(PHOTOS)} bundled with "
-            f"scikit-image/scikit-learn (full size) + {len(WALLPAPERS)} from Debian wallpaper packages "
-            f"(box-downscaled {REDUCE}x, read under {root}); {ps.patch_size}x{ps.patch_size} patches; "
-            f"train: {len(images) - len(test)} photos at stride {ps.stride}; test: {len({i.scene for i in test})} "
-            f"other scenes ({', '.join(i.name for i in test)}; whole photos, non-overlapping patches)")
+    return (
+        f"{len(images)} real photographs of {len({i.scene for i in images})} scenes: {len(PHOTOS)} bundled with "
+        f"scikit-image/scikit-learn (full size) + {len(WALLPAPERS)} from Debian wallpaper packages "
+        f"(box-downscaled {REDUCE}x, read under {root}); {ps.patch_size}x{ps.patch_size} patches; "
+        f"train: {len(images) - len(test)} photos at stride {ps.stride}; test: {len({i.scene for i in test})} "
+        f"other scenes ({', '.join(i.name for i in test)}; whole photos, non-overlapping patches)"
+    )
 
 
-def load_scenes(split: str = "train", *, patch_size: int = 32, stride: int | None = None, val_fraction: float = 0.0,
-                seed: int = 0, root: str | os.PathLike | None = None) -> ImageSet:
+def load_scenes(
+    split: str = "train",
+    *,
+    patch_size: int = 32,
+    stride: int | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> ImageSet:
     """One split of ``scenes`` as an ``ImageSet`` of uint8 (N, 3, P, P); see the module docstring."""
     ps = scene_patches(patch_size, stride, root)
-    images = split_set(ps, split, name="scenes", source=describe_source(ps, wallpaper_root(root)),
-                       val_fraction=val_fraction, seed=seed)
-    log.info("data set scenes [%s]: %d patches of %dx%d from %d real photographs (%d bundled + %d wallpapers)",
-             split, len(images), patch_size, patch_size, len(ps.is_test), len(PHOTOS), len(WALLPAPERS))
+    images = split_set(
+        ps, split, name="scenes", source=describe_source(ps, wallpaper_root(root)), val_fraction=val_fraction, seed=seed
+    )
+    log.info(
+        "data set scenes [%s]: %d patches of %dx%d from %d real photographs (%d bundled + %d wallpapers)",
+        split,
+        len(images),
+        patch_size,
+        patch_size,
+        len(ps.is_test),
+        len(PHOTOS),
+        len(WALLPAPERS),
+    )
     return images
 
 
@@ -244,9 +288,14 @@ def choose_photo_set(root: str | os.PathLike | None = None) -> PhotoSetChoice:
     """
     missing = missing_packages(root)
     if not missing:
-        return PhotoSetChoice("scenes", False, f"data: scenes ({len(scene_images())} real photographs of "
-                                               f"{len({i.scene for i in scene_images()})} scenes)")
-    message = (f"data: the built-in photos (11 photographs), NOT scenes: the Debian packages {', '.join(missing)} "
-               f"are not installed; for the 48-scene set run: {install_command(PACKAGES)}")
+        return PhotoSetChoice(
+            "scenes",
+            False,
+            f"data: scenes ({len(scene_images())} real photographs of {len({i.scene for i in scene_images()})} scenes)",
+        )
+    message = (
+        f"data: the built-in photos (11 photographs), NOT scenes: the Debian packages {', '.join(missing)} "
+        f"are not installed; for the 48-scene set run: {install_command(PACKAGES)}"
+    )
     log.warning(message)
     return PhotoSetChoice("photos", True, message)

@@ -113,8 +113,16 @@ class StagedBatchSampler(Sampler[BatchKey]):
             gives the same global batch.
     """
 
-    def __init__(self, stages: Sequence[Stage], set_sizes: Sequence[int], batch_size: int, seed: int,
-                 start_step: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        set_sizes: Sequence[int],
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.rank, self.world_size = rank, world_size
@@ -123,8 +131,10 @@ class StagedBatchSampler(Sampler[BatchKey]):
             raise ValueError(f"{len(stages)} stages but {len(set_sizes)} set sizes")
         for stage, n in zip(stages, set_sizes):
             if n < global_batch:
-                raise ValueError(f"the {stage.image_size}x{stage.image_size} training set has {n} images, "
-                                 f"fewer than batch_size={batch_size} x {world_size} processes")
+                raise ValueError(
+                    f"the {stage.image_size}x{stage.image_size} training set has {n} images, "
+                    f"fewer than batch_size={batch_size} x {world_size} processes"
+                )
         if seed < 0 or start_step < 0:
             raise ValueError(f"seed and start_step must be >= 0; got {seed}, {start_step}")
         self.stages = tuple(stages)
@@ -146,7 +156,7 @@ class StagedBatchSampler(Sampler[BatchKey]):
             self._perm = torch.randperm(self.set_sizes[stage], generator=generator)
             self._perm_key = (stage, epoch)
         start = position * global_batch + self.rank * self.batch_size
-        indices = self._perm[start:start + self.batch_size]  # type: ignore[index]
+        indices = self._perm[start : start + self.batch_size]  # type: ignore[index]
         return BatchKey(step, stage, indices.sort().values)  # sorted: memory-map reads stay local
 
     def __iter__(self) -> Iterator[BatchKey]:

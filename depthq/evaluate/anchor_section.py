@@ -105,46 +105,79 @@ class AnchorSection:
         rows = []
         for codec in (PNG, WEBP_LOSSLESS):
             anchor = self.anchors.lossless_anchor(codec)
-            rows += [(f"{codec}, bits/dim (one file per image)", f"{anchor.bits_per_dim:.3f}"),
-                     (f"{codec}, bits/dim (all images tiled in one file)", f"{anchor.bits_per_dim_tiled:.3f}")]
+            rows += [
+                (f"{codec}, bits/dim (one file per image)", f"{anchor.bits_per_dim:.3f}"),
+                (f"{codec}, bits/dim (all images tiled in one file)", f"{anchor.bits_per_dim_tiled:.3f}"),
+            ]
         for p in self.compared_points:
             jpeg, value = self.jpeg_at(p.bits_per_pixel)
-            rows += [(f"JPEG PSNR (dB) at the model's rate, {p.prior} prior", self._cell(jpeg, value, p.bits_per_pixel)),
-                     (f"WebP PSNR (dB) at the model's rate, {p.prior} prior",
-                      self._cell("WebP", self.webp_at(p.bits_per_pixel), p.bits_per_pixel))]
+            rows += [
+                (f"JPEG PSNR (dB) at the model's rate, {p.prior} prior", self._cell(jpeg, value, p.bits_per_pixel)),
+                (
+                    f"WebP PSNR (dB) at the model's rate, {p.prior} prior",
+                    self._cell("WebP", self.webp_at(p.bits_per_pixel), p.bits_per_pixel),
+                ),
+            ]
         return rows
 
     def report_markdown(self) -> str:
         a = self.anchors
-        lines = ["## Codec anchors on the same images", "",
-                 f"Pillow's PNG, WebP and JPEG on the {a.images:,} evaluated images ({a.channels}x{a.height}x"
-                 f"{a.width}), measured in {a.seconds:.0f} s (cached, key `{self.key}`).", "",
-                 "| lossless | bits/dim, one file per image | bits/dim, all images tiled in one file |",
-                 "|---|---|---|"]
-        lines += [f"| {x.codec} ({x.settings}) | {x.bits_per_dim:.4f} | {x.bits_per_dim_tiled:.4f} |" for x in a.lossless]
-        lines += [f"| this model, total bits/dim, {p.prior} prior | {p.total_bits_per_dim:.4f} | |"
-                  for p in self.points if p.total_bits_per_dim is not None]
-        lines += ["", f"Lossy, at the model's code rate (the rate of its codes over H·W pixels); the model's "
-                  f"PSNR is {self.psnr:.2f} dB (the mean of p(x|z)):", "",
-                  "| prior of the rate | bits per pixel | JPEG PSNR (dB) | WebP PSNR (dB) |", "|---|---|---|---|"]
+        lines = [
+            "## Codec anchors on the same images",
+            "",
+            f"Pillow's PNG, WebP and JPEG on the {a.images:,} evaluated images ({a.channels}x{a.height}x"
+            f"{a.width}), measured in {a.seconds:.0f} s (cached, key `{self.key}`).",
+            "",
+            "| lossless | bits/dim, one file per image | bits/dim, all images tiled in one file |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {x.codec} ({x.settings}) | {x.bits_per_dim:.4f} | {x.bits_per_dim_tiled:.4f} |" for x in a.lossless
+        ]
+        lines += [
+            f"| this model, total bits/dim, {p.prior} prior | {p.total_bits_per_dim:.4f} | |"
+            for p in self.points
+            if p.total_bits_per_dim is not None
+        ]
+        lines += [
+            "",
+            f"Lossy, at the model's code rate (the rate of its codes over H·W pixels); the model's "
+            f"PSNR is {self.psnr:.2f} dB (the mean of p(x|z)):",
+            "",
+            "| prior of the rate | bits per pixel | JPEG PSNR (dB) | WebP PSNR (dB) |",
+            "|---|---|---|---|",
+        ]
         for p in self.lossy_points:
             jpeg, value = self.jpeg_at(p.bits_per_pixel)
-            lines.append(f"| {p.prior} | {p.bits_per_pixel:.3f} | {self._cell(jpeg, value, p.bits_per_pixel)} "
-                         f"({jpeg}) | {self._cell('WebP', self.webp_at(p.bits_per_pixel), p.bits_per_pixel)} |")
+            lines.append(
+                f"| {p.prior} | {p.bits_per_pixel:.3f} | {self._cell(jpeg, value, p.bits_per_pixel)} "
+                f"({jpeg}) | {self._cell('WebP', self.webp_at(p.bits_per_pixel), p.bits_per_pixel)} |"
+            )
         lines += ["", *(f"- {note}" for note in a.notes)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "anchors": self.anchors.to_dict(),
-                "points": [dataclasses.asdict(p) for p in self.points], "psnr": self.psnr, "key": self.key}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "anchors": self.anchors.to_dict(),
+            "points": [dataclasses.asdict(p) for p in self.points],
+            "psnr": self.psnr,
+            "key": self.key,
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AnchorSection:
         if values.get("schema_version") != SCHEMA_VERSION:
-            raise SchemaError(f"anchors: expected schema version {SCHEMA_VERSION}, got {values.get('schema_version')!r}")
+            raise SchemaError(
+                f"anchors: expected schema version {SCHEMA_VERSION}, got {values.get('schema_version')!r}"
+            )
         try:
-            return cls(CodecAnchors.from_dict(values["anchors"]), tuple(ModelPoint(**p) for p in values["points"]),
-                       values["psnr"], values["key"])
+            return cls(
+                CodecAnchors.from_dict(values["anchors"]),
+                tuple(ModelPoint(**p) for p in values["points"]),
+                values["psnr"],
+                values["key"],
+            )
         except (KeyError, TypeError) as err:
             raise SchemaError(f"anchors: {type(err).__name__}: {err}") from None
 

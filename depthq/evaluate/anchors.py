@@ -78,8 +78,10 @@ def _decode(data: bytes) -> np.ndarray:
 
 LOSSLESS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # codec -> (per-file options, mosaic options)
     PNG: ({"format": "PNG", "optimize": True, "compress_level": 9},) * 2,
-    WEBP_LOSSLESS: ({"format": "WEBP", "lossless": True, "quality": 100, "method": 2},
-                    {"format": "WEBP", "lossless": True, "quality": 100, "method": 5}),
+    WEBP_LOSSLESS: (
+        {"format": "WEBP", "lossless": True, "quality": 100, "method": 2},
+        {"format": "WEBP", "lossless": True, "quality": 100, "method": 5},
+    ),
 }
 
 
@@ -216,11 +218,21 @@ class CodecAnchors:
     def from_dict(cls, data: dict[str, Any]) -> CodecAnchors:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"codec anchors: expected schema {SCHEMA}, got {data.get('schema')!r}")
-        curves = tuple(RateDistortionCurve(c["codec"], c["settings"], tuple(RatePoint(**p) for p in c["points"]))
-                       for c in data["curves"])
-        return cls(data["images"], data["channels"], data["height"], data["width"],
-                   tuple(LosslessAnchor(**a) for a in data["lossless"]), curves,
-                   tuple(AnchorAtRate(**a) for a in data["at_rates"]), data["seconds"], tuple(data["notes"]))
+        curves = tuple(
+            RateDistortionCurve(c["codec"], c["settings"], tuple(RatePoint(**p) for p in c["points"]))
+            for c in data["curves"]
+        )
+        return cls(
+            data["images"],
+            data["channels"],
+            data["height"],
+            data["width"],
+            tuple(LosslessAnchor(**a) for a in data["lossless"]),
+            curves,
+            tuple(AnchorAtRate(**a) for a in data["at_rates"]),
+            data["seconds"],
+            tuple(data["notes"]),
+        )
 
 
 def _check_rates(rates: Sequence[float]) -> None:
@@ -263,13 +275,14 @@ def mosaics(images: np.ndarray, block: int = 1) -> list[tuple[np.ndarray, int]]:
     per = (MAX_SIDE // ch) * (MAX_SIDE // cw)
     out = []
     for start in range(0, n, per):
-        part = images[start:start + per].transpose(0, 2, 3, 1)  # (n', H, W, C)
+        part = images[start : start + per].transpose(0, 2, 3, 1)  # (n', H, W, C)
         part = np.pad(part, ((0, 0), (0, ch - h), (0, cw - w), (0, 0)), mode="edge")
         rows, cols = _layout(len(part), ch, cw)
         grid = np.zeros((rows * cols, ch, cw, c), np.uint8)
-        grid[:len(part)] = part
-        out.append((grid.reshape(rows, cols, ch, cw, c).transpose(0, 2, 1, 3, 4).reshape(rows * ch, cols * cw, c),
-                    len(part)))
+        grid[: len(part)] = part
+        out.append(
+            (grid.reshape(rows, cols, ch, cw, c).transpose(0, 2, 1, 3, 4).reshape(rows * ch, cols * cw, c), len(part))
+        )
     return out
 
 
@@ -296,7 +309,7 @@ def _lossless(images: np.ndarray, codec: str) -> LosslessAnchor:
     tiled_bytes = 0
     for mosaic, _ in mosaics(images):
         data = _encode(_pil(mosaic, rgb), **tiled)
-        decoded = _decode(data).reshape(mosaic.shape[0], mosaic.shape[1], -1)[..., :mosaic.shape[-1]]
+        decoded = _decode(data).reshape(mosaic.shape[0], mosaic.shape[1], -1)[..., : mosaic.shape[-1]]
         if not np.array_equal(decoded, mosaic):
             raise RuntimeError(f"{codec} did not decode its own mosaic exactly: an encoder bug")
         tiled_bytes += len(data)
@@ -307,8 +320,15 @@ def _lossless(images: np.ndarray, codec: str) -> LosslessAnchor:
     return LosslessAnchor(codec, 8 * nbytes / dims, 8 * tiled_bytes / dims, settings)
 
 
-def _sweep(pool: Executor, images: np.ndarray, codec: str, qualities: Sequence[int],
-           options: Callable[[int], dict[str, Any]], rgb: bool, label: Callable[[int], str]) -> RateDistortionCurve:
+def _sweep(
+    pool: Executor,
+    images: np.ndarray,
+    codec: str,
+    qualities: Sequence[int],
+    options: Callable[[int], dict[str, Any]],
+    rgb: bool,
+    label: Callable[[int], str],
+) -> RateDistortionCurve:
     n, c, h, w = images.shape
     tiles = mosaics(images, BLOCK)
 
@@ -337,8 +357,10 @@ def _as_uint8_batch(images: Any) -> np.ndarray:
         images = images.detach().cpu().numpy()
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3) or 0 in images.shape:
-        raise ValueError("codec anchors need uint8 images (N, C, H, W) with C = 1 or 3 and N, H, W > 0; "
-                         f"got {images.dtype} {images.shape}")
+        raise ValueError(
+            "codec anchors need uint8 images (N, C, H, W) with C = 1 or 3 and N, H, W > 0; "
+            f"got {images.dtype} {images.shape}"
+        )
     return np.ascontiguousarray(images)
 
 
@@ -347,13 +369,30 @@ def anchor_key(images: Any, **options: Any) -> str:
     ``measure_anchors`` results (anchors depend on the test images only, not on a model)."""
     x = _as_uint8_batch(images)
     digest = hashlib.sha1(x.tobytes())
-    digest.update(repr((x.shape, sorted(options.items()), SCHEMA, pillow_version, features.version("webp"),
-                        features.version("jpg"), features.version("zlib"))).encode())
+    digest.update(
+        repr(
+            (
+                x.shape,
+                sorted(options.items()),
+                SCHEMA,
+                pillow_version,
+                features.version("webp"),
+                features.version("jpg"),
+                features.version("zlib"),
+            )
+        ).encode()
+    )
     return digest.hexdigest()[:16]
 
 
-def measure_anchors(images: Any, rates: Sequence[float] = (), *, jpeg_qualities: Sequence[int] = JPEG_QUALITIES,
-                    webp_qualities: Sequence[int] = WEBP_QUALITIES, lossless: bool = True) -> CodecAnchors:
+def measure_anchors(
+    images: Any,
+    rates: Sequence[float] = (),
+    *,
+    jpeg_qualities: Sequence[int] = JPEG_QUALITIES,
+    webp_qualities: Sequence[int] = WEBP_QUALITIES,
+    lossless: bool = True,
+) -> CodecAnchors:
     """PNG / WebP-lossless bits/dim and JPEG / WebP rate-distortion curves on ``images``.
 
     Args:
@@ -378,17 +417,23 @@ def measure_anchors(images: Any, rates: Sequence[float] = (), *, jpeg_qualities:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         lossless_jobs = [pool.submit(_lossless, x, codec) for codec in (LOSSLESS if lossless else ())]
         if c == 3:
-            curves = [_sweep(pool, x, "JPEG 4:2:0", jpeg_qualities, jpeg(2), False, lambda q: f"q{q}"),
-                      _sweep(pool, x, "JPEG 4:4:4", jpeg_qualities, jpeg(0), False, lambda q: f"q{q} 4:4:4")]
+            curves = [
+                _sweep(pool, x, "JPEG 4:2:0", jpeg_qualities, jpeg(2), False, lambda q: f"q{q}"),
+                _sweep(pool, x, "JPEG 4:4:4", jpeg_qualities, jpeg(0), False, lambda q: f"q{q} 4:4:4"),
+            ]
         else:
             curves = [_sweep(pool, x, "JPEG", jpeg_qualities, jpeg(0), False, lambda q: f"q{q}")]
         curves.append(_sweep(pool, x, "WebP", webp_qualities, webp, c == 1, lambda q: f"q{q}"))
         anchors = tuple(job.result() for job in lossless_jobs)
-    notes = [f"lossy: images tiled into mosaics of {BLOCK}-aligned cells (edge-padded); bits per pixel count "
-             "the padding's bytes but not its pixels; PSNR over all sub-pixels of the images",
-             "JPEG with optimised Huffman tables (optimize=True); WebP lossy method 6"]
+    notes = [
+        f"lossy: images tiled into mosaics of {BLOCK}-aligned cells (edge-padded); bits per pixel count "
+        "the padding's bytes but not its pixels; PSNR over all sub-pixels of the images",
+        "JPEG with optimised Huffman tables (optimize=True); WebP lossy method 6",
+    ]
     if c == 1:
-        notes.append("WebP has no greyscale mode: the images were encoded as RGB with equal channels and the whole "
-                     "file is counted per greyscale sub-pixel; lossy decodes read back as the channel mean")
+        notes.append(
+            "WebP has no greyscale mode: the images were encoded as RGB with equal channels and the whole "
+            "file is counted per greyscale sub-pixel; lossy decodes read back as the channel mean"
+        )
     result = CodecAnchors(n, c, h, w, anchors, tuple(curves), (), time.perf_counter() - start, tuple(notes))
     return result.with_rates(rates)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 LN2 = math.log(2.0)
 
+
 def bits_per_dim(nats_per_image: Tensor | float, dims: int) -> Tensor | float:
     """nats per image -> bits per dimension (dims = C*H*W)."""
     if dims < 1:
@@ -107,8 +108,9 @@ class EmpiricalPrior:
         self.description = description
 
     @classmethod
-    def fit(cls, counts: Sequence[Tensor], alpha: float = 1.0,
-            description: str = "code frequencies, add-one smoothed") -> EmpiricalPrior:
+    def fit(
+        cls, counts: Sequence[Tensor], alpha: float = 1.0, description: str = "code frequencies, add-one smoothed"
+    ) -> EmpiricalPrior:
         """From per-level code counts (M, K) (e.g. ``CodeStatistics.marginal``)."""
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0 (smoothing keeps unseen codes finite), got {alpha}")

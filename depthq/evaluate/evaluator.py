@@ -43,8 +43,7 @@ class Evaluator:
             ``EmpiricalPrior``; each gives a ``Rate`` named after it.
     """
 
-    def __init__(self, model: HierarchicalAutoencoder, options: EvalOptions,
-                 priors: Sequence[CodePrior] = ()) -> None:
+    def __init__(self, model: HierarchicalAutoencoder, options: EvalOptions, priors: Sequence[CodePrior] = ()) -> None:
         self.model, self.options = model, options
         config = model.config
         self.priors: list[CodePrior] = [UniformPrior(config.codebook_sizes), *priors]
@@ -55,8 +54,9 @@ class Evaluator:
         full = options.diagnostics
         # joint counts of the M-tuples give the effective information per position; cheap next
         # to the pairwise histograms and entropy maps, so they are always kept (M > 1)
-        self.codes = [CodeStatistics(m, k, pairwise=full and m > 1, positions=full, joint=m > 1)
-                      for k in config.codebook_sizes]
+        self.codes = [
+            CodeStatistics(m, k, pairwise=full and m > 1, positions=full, joint=m > 1) for k in config.codebook_sizes
+        ]
         self.images = 0
         self.dims: int | None = None
         # device accumulators (float64): read back once, in result()
@@ -89,8 +89,9 @@ class Evaluator:
         self._rate_bits = rates if self._rate_bits is None else [a + b for a, b in zip(self._rate_bits, rates)]
         for stats, z in zip(self.codes, out.indices):
             stats.update(z)
-        self._nonfinite = [n if level.nonfinite is None else n + level.nonfinite.sum()
-                           for n, level in zip(self._nonfinite, out.levels)]
+        self._nonfinite = [
+            n if level.nonfinite is None else n + level.nonfinite.sum() for n, level in zip(self._nonfinite, out.levels)
+        ]
         self.images += x.shape[0]
         return recon
 
@@ -105,9 +106,20 @@ class Evaluator:
             likelihood = Likelihood(float(self._nll) / n, dims)
         rates = tuple(Rate(p.name, p.description, float(bits) / n) for p, bits in zip(self.priors, self._rate_bits))
         levels = tuple(self._level(i, stats) for i, stats in enumerate(self.codes))
-        return EvalResult(images=n, dims=dims, data=data, split=self.options.split,
-                          precision=self.options.precision, mse=mse, psnr=psnr(mse), likelihood=likelihood,
-                          rates=rates, levels=levels, options=self.options, source=source)
+        return EvalResult(
+            images=n,
+            dims=dims,
+            data=data,
+            split=self.options.split,
+            precision=self.options.precision,
+            mse=mse,
+            psnr=psnr(mse),
+            likelihood=likelihood,
+            rates=rates,
+            levels=levels,
+            options=self.options,
+            source=source,
+        )
 
     def _level(self, index: int, stats: CodeStatistics) -> LevelStats:
         correction = self.options.correction
@@ -117,15 +129,23 @@ class Evaluator:
         h, w = stats.spatial_shape
         entropy_map = stats.entropy_map(correction) if stats.positions else None  # (M, h, w)
         return LevelStats(
-            level=index, codebook_size=stats.codebook_size, codebooks=stats.num_codebooks,
-            positions=h * w, samples=stats.num_samples,
-            entropies=tuple(entropies.tolist()), perplexities=tuple(entropies.exp().tolist()),
-            used_fractions=tuple(used.double().mean(1).tolist()), dead_codes=tuple((~used).sum(1).tolist()),
+            level=index,
+            codebook_size=stats.codebook_size,
+            codebooks=stats.num_codebooks,
+            positions=h * w,
+            samples=stats.num_samples,
+            entropies=tuple(entropies.tolist()),
+            perplexities=tuple(entropies.exp().tolist()),
+            used_fractions=tuple(used.double().mean(1).tolist()),
+            dead_codes=tuple((~used).sum(1).tolist()),
             joint_entropy=joint,
             position_entropy=None if entropy_map is None else float(entropy_map.mean()),
-            mutual_information=(tuple(tuple(r) for r in stats.mutual_information(correction).tolist())
-                                if stats.pairwise else None),
-            entropy_map=None if entropy_map is None else tuple(tuple(tuple(r) for r in m) for m in entropy_map.tolist()),
+            mutual_information=(
+                tuple(tuple(r) for r in stats.mutual_information(correction).tolist()) if stats.pairwise else None
+            ),
+            entropy_map=None
+            if entropy_map is None
+            else tuple(tuple(tuple(r) for r in m) for m in entropy_map.tolist()),
             nonfinite=int(self._nonfinite[index]),
         )
 
@@ -138,17 +158,21 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _batches(images: ImageSet, indices: Tensor, batch_size: int, desc: str,
-             progress: bool) -> Iterator[Tensor]:
-    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch",
-                      disable=not progress, leave=False):
+def _batches(images: ImageSet, indices: Tensor, batch_size: int, desc: str, progress: bool) -> Iterator[Tensor]:
+    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         yield images.batch(indices[start : start + batch_size])
 
 
 @torch.no_grad()
-def evaluate(model: HierarchicalAutoencoder, images: ImageSet, options: EvalOptions = EvalOptions(), *,
-             priors: Sequence[CodePrior] = (), source: RunSource | None = None,
-             progress: bool = False) -> EvalResult:
+def evaluate(
+    model: HierarchicalAutoencoder,
+    images: ImageSet,
+    options: EvalOptions = EvalOptions(),
+    *,
+    priors: Sequence[CodePrior] = (),
+    source: RunSource | None = None,
+    progress: bool = False,
+) -> EvalResult:
     """Stream ``images`` once through ``model`` (eval mode) and return every figure.
 
     Example::
@@ -160,15 +184,22 @@ def evaluate(model: HierarchicalAutoencoder, images: ImageSet, options: EvalOpti
     device = next(model.parameters()).device
     evaluator = Evaluator(model, options, priors)
     with autocast(options.precision, device):
-        for x in _batches(images, torch.arange(len(images)), options.batch_size,
-                          f"evaluating {images.split}", progress):
+        for x in _batches(
+            images, torch.arange(len(images)), options.batch_size, f"evaluating {images.split}", progress
+        ):
             evaluator.update(x.to(device))
     return evaluator.result(data=images.name, source=source)
 
 
 @torch.no_grad()
-def fit_prior(model: HierarchicalAutoencoder, train_images: ImageSet, options: EvalOptions, *,
-              seed: int = 0, progress: bool = False) -> EmpiricalPrior:
+def fit_prior(
+    model: HierarchicalAutoencoder,
+    train_images: ImageSet,
+    options: EvalOptions,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> EmpiricalPrior:
     """Empirical prior from the codes of ``options.prior_images`` training images (seeded subset;
     None: all), its description saying so."""
     model.eval()
@@ -180,14 +211,12 @@ def fit_prior(model: HierarchicalAutoencoder, train_images: ImageSet, options: E
     else:
         indices = torch.arange(n)
     m = model.config.codebooks_per_level
-    counts = [CodeStatistics(m, k, pairwise=False, positions=False, joint=False)
-              for k in model.config.codebook_sizes]
+    counts = [CodeStatistics(m, k, pairwise=False, positions=False, joint=False) for k in model.config.codebook_sizes]
     with autocast(options.precision, device):
         for x in _batches(train_images, indices, options.batch_size, "fitting the empirical prior", progress):
             for stats, z in zip(counts, model.encode(x.to(device))):
                 stats.update(z)
-    description = (f"code frequencies of {len(indices):,} {train_images.name} training images, "
-                   "add-one smoothed")
+    description = f"code frequencies of {len(indices):,} {train_images.name} training images, add-one smoothed"
     return EmpiricalPrior.fit([c.marginal for c in counts], description=description)
 
 
@@ -196,5 +225,4 @@ def ema_prior(model: HierarchicalAutoencoder) -> EmpiricalPrior:
 
     A cheap stand-in for a prior fitted on the whole training split, used during validation.
     """
-    return EmpiricalPrior.fit([q.ema_count.detach().cpu() for q in model.quantizers],
-                              description=EMA_PRIOR_DESCRIPTION)
+    return EmpiricalPrior.fit([q.ema_count.detach().cpu() for q in model.quantizers], description=EMA_PRIOR_DESCRIPTION)

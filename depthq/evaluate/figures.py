@@ -35,8 +35,11 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return out
 
 
-def mi_matrices(panels: Sequence[tuple[str, np.ndarray | None]], path: str | os.PathLike,
-                title: str = "Mutual information between codebooks (nats; diagonal: entropy)") -> Path:
+def mi_matrices(
+    panels: Sequence[tuple[str, np.ndarray | None]],
+    path: str | os.PathLike,
+    title: str = "Mutual information between codebooks (nats; diagonal: entropy)",
+) -> Path:
     """Heat maps of (M, M) MI matrices, one panel per (title, matrix); None draws "n/a"."""
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.6), squeeze=False, layout="constrained")
@@ -56,8 +59,15 @@ def mi_matrices(panels: Sequence[tuple[str, np.ndarray | None]], path: str | os.
         if m <= 8:
             for i in range(m):
                 for j in range(m):
-                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if matrix[i, j] < 0.6 * vmax else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{matrix[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if matrix[i, j] < 0.6 * vmax else "black",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
@@ -70,8 +80,9 @@ def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
     for level, entropy in enumerate(maps):
         top, bottom = axes[0, level], axes[1, level]
         im = top.imshow(entropy.mean(0), cmap="magma", vmin=0)
-        top.set_title(f"level {level}: mean entropy per position\n(nats/pixel, {entropy.shape[1]}x{entropy.shape[2]})",
-                      fontsize=9)
+        top.set_title(
+            f"level {level}: mean entropy per position\n(nats/pixel, {entropy.shape[1]}x{entropy.shape[2]})", fontsize=9
+        )
         top.set_axis_off()
         fig.colorbar(im, ax=top, fraction=0.046, pad=0.04)
         bottom.hist(entropy.reshape(-1), bins=30, color="tab:blue")
@@ -81,8 +92,9 @@ def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
-def labelled_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str | os.PathLike,
-                  title: str = "", scale: int = 3) -> Path:
+def labelled_rows(
+    rows: Sequence[Tensor], labels: Sequence[str], path: str | os.PathLike, title: str = "", scale: int = 3
+) -> Path:
     """Rows of uint8 images (N, C, H, W), each with its label written beside it in the PNG."""
     if len(rows) != len(labels):
         raise ValueError(f"expected one label per row, got {len(labels)} labels for {len(rows)} rows")
@@ -101,8 +113,9 @@ def labelled_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str | os.
 def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path: str | os.PathLike) -> Path:
     """Rows: originals, the full reconstruction, then each level decoded with the others zeroed."""
     labels = ["originals", "all levels", *(f"level {i} alone" for i in range(len(per_level)))]
-    return labelled_rows([originals, full, *per_level], labels, path,
-                         title="Decoding from a subset of levels (others zeroed)")
+    return labelled_rows(
+        [originals, full, *per_level], labels, path, title="Decoding from a subset of levels (others zeroed)"
+    )
 
 
 def reconstructions(originals: Tensor, recons: Tensor, path: str | os.PathLike) -> Path:
@@ -128,15 +141,27 @@ def curve_panels(series: dict[str, list[tuple[int, float]]]) -> list[tuple[str, 
     levels = sorted({int(k.rsplit("_l", 1)[1]) for k in series if k.startswith("val/info_fraction_l")})
     panels = [
         ("training loss", [("train/loss", "train loss")]),
-        ("bits/dim", [("train/distortion_bpd", "train, distortion only"),
-                      (metric_name("distortion"), "val, distortion only (paper convention)"),
-                      (metric_name("total_uniform"), "val, total, uniform prior"),
-                      (metric_name("total_empirical"), "val, total, empirical prior (EMA counts)")]),
-        ("code perplexity (mean per codebook)",
-         [(k, k.split("/")[1].replace("perplexity_l", "level ")) for k in sorted(series)
-          if k.startswith("train/perplexity_l")]),
-        ("val information per position\n(fraction of the capacity M log2 K)",
-         [(metric_name("info_fraction", i), f"level {i}") for i in levels]),
+        (
+            "bits/dim",
+            [
+                ("train/distortion_bpd", "train, distortion only"),
+                (metric_name("distortion"), "val, distortion only (paper convention)"),
+                (metric_name("total_uniform"), "val, total, uniform prior"),
+                (metric_name("total_empirical"), "val, total, empirical prior (EMA counts)"),
+            ],
+        ),
+        (
+            "code perplexity (mean per codebook)",
+            [
+                (k, k.split("/")[1].replace("perplexity_l", "level "))
+                for k in sorted(series)
+                if k.startswith("train/perplexity_l")
+            ],
+        ),
+        (
+            "val information per position\n(fraction of the capacity M log2 K)",
+            [(metric_name("info_fraction", i), f"level {i}") for i in levels],
+        ),
     ]
     panels = [(t, [(k, lbl) for k, lbl in lines if k in series]) for t, lines in panels]
     return [p for p in panels if p[1]]
@@ -167,8 +192,12 @@ def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> 
     return _save(_curves_figure(series), path)
 
 
-def rate_distortion(points: Sequence[tuple[str, float, float]], curves: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-                    path: str | os.PathLike, title: str = "PSNR against code rate on the test images") -> Path:
+def rate_distortion(
+    points: Sequence[tuple[str, float, float]],
+    curves: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    path: str | os.PathLike,
+    title: str = "PSNR against code rate on the test images",
+) -> Path:
     """Labelled (label, bits per pixel, PSNR) points over codec curves (name, [(bpp, PSNR), ...])."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in curves:

@@ -119,8 +119,7 @@ class CodeStatistics:
                 "max_entries"
             )
         self.marginal = torch.zeros(m, k, dtype=torch.int64, device=self.device)
-        self.pair = torch.zeros(num_pairs if pairwise else 0, k, k, dtype=torch.int64,
-                                device=self.device)  # (P, K, K)
+        self.pair = torch.zeros(num_pairs if pairwise else 0, k, k, dtype=torch.int64, device=self.device)  # (P, K, K)
         self.per_position: Tensor | None = None  # (M, H, W, K), allocated on the first update
         # Tuple keys: key(z) = sum_m table[m, z_m]. Mixed radix (exact) when K^M < 2^62, else
         # a hash (see _hash_table); the table stays small, (M, K).
@@ -180,23 +179,20 @@ class CodeStatistics:
         same = ("num_codebooks", "codebook_size", "pairwise", "positions", "joint")
         for name in same:
             if getattr(self, name) != getattr(other, name):
-                raise ValueError(f"cannot merge: expected {name}={getattr(self, name)}, "
-                                 f"got {getattr(other, name)}")
+                raise ValueError(f"cannot merge: expected {name}={getattr(self, name)}, got {getattr(other, name)}")
         if other.spatial_shape is None:
             return self
         if self.spatial_shape is None:
             self._start(*other.spatial_shape)
         elif self.spatial_shape != other.spatial_shape:
-            raise ValueError(f"cannot merge: expected (H, W) = {self.spatial_shape}, "
-                             f"got {other.spatial_shape}")
+            raise ValueError(f"cannot merge: expected (H, W) = {self.spatial_shape}, got {other.spatial_shape}")
         self.marginal += other.marginal.to(self.device)
         self.pair += other.pair.to(self.device)
         if self.positions:
             self.per_position += other.per_position.to(self.device)
         if self.joint:
             other._compact()
-            self._pending.append((other._joint_keys.to(self.device),
-                                  other._joint_counts.to(self.device)))
+            self._pending.append((other._joint_keys.to(self.device), other._joint_counts.to(self.device)))
             self._compact()
         return self
 
@@ -204,11 +200,15 @@ class CodeStatistics:
         """Counts and configuration, for ``torch.save`` and :meth:`load_state_dict`."""
         self._compact()
         return {
-            "num_codebooks": self.num_codebooks, "codebook_size": self.codebook_size,
-            "hashed": self.hashed, "spatial_shape": self.spatial_shape,
-            "marginal": self.marginal.clone(), "pair": self.pair.clone(),
+            "num_codebooks": self.num_codebooks,
+            "codebook_size": self.codebook_size,
+            "hashed": self.hashed,
+            "spatial_shape": self.spatial_shape,
+            "marginal": self.marginal.clone(),
+            "pair": self.pair.clone(),
             "per_position": None if self.per_position is None else self.per_position.clone(),
-            "joint_keys": self._joint_keys.clone(), "joint_counts": self._joint_counts.clone(),
+            "joint_keys": self._joint_keys.clone(),
+            "joint_counts": self._joint_counts.clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -303,15 +303,14 @@ class CodeStatistics:
         if not _is_integer(indices.dtype):
             raise ValueError(f"expected integer indices (int64), got dtype {indices.dtype}")
         if indices.dim() != 4 or indices.shape[1] != m:
-            raise ValueError(f"expected indices of shape (B, M={m}, H, W), "
-                             f"got {tuple(indices.shape)}")
+            raise ValueError(f"expected indices of shape (B, M={m}, H, W), got {tuple(indices.shape)}")
         hw = tuple(indices.shape[2:])
         if self.spatial_shape is not None and hw != self.spatial_shape:
-            raise ValueError(f"expected (H, W) = {self.spatial_shape} as in earlier updates, "
-                             f"got {hw}")
+            raise ValueError(f"expected (H, W) = {self.spatial_shape} as in earlier updates, got {hw}")
         if indices.numel() and (indices.min() < 0 or indices.max() >= k):
-            raise ValueError(f"expected indices in [0, {k}), got values in "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
+            raise ValueError(
+                f"expected indices in [0, {k}), got values in [{int(indices.min())}, {int(indices.max())}]"
+            )
         return indices.to(device=self.device, dtype=torch.int64)
 
     def _start(self, h: int, w: int) -> None:
@@ -340,8 +339,7 @@ class CodeStatistics:
     @staticmethod
     def _require(enabled: bool, flag: str) -> None:
         if not enabled:
-            raise RuntimeError(f"this statistic needs {flag}=True; it was constructed with "
-                               f"{flag}=False")
+            raise RuntimeError(f"this statistic needs {flag}=True; it was constructed with {flag}=False")
 
 
 def _estimate(counts: Tensor, correction: str) -> Tensor:

@@ -54,15 +54,26 @@ class EvalOptions:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.prior_images is not None and (not isinstance(self.prior_images, int) or self.prior_images < 0):
-            raise ConfigError(f"prior_images must be an int >= 0 (0: no empirical prior) or None, "
-                              f"got {self.prior_images!r}")
+            raise ConfigError(
+                f"prior_images must be an int >= 0 (0: no empirical prior) or None, got {self.prior_images!r}"
+            )
         if isinstance(self.codec_images, bool) or not isinstance(self.codec_images, int) or self.codec_images < 0:
             raise ConfigError(f"codec_images must be an int >= 0 (0: no codec measurement), got {self.codec_images!r}")
         if self.prior is not None and (not isinstance(self.prior, str) or not self.prior):
             raise ConfigError(f"prior must be 'auto', a prior's folder or None, got {self.prior!r}")
 
-    FIGURE_FIELDS = ("split", "weights", "prior_images", "precision", "correction", "data", "root", "prior",
-                     "anchors", "codec_images")
+    FIGURE_FIELDS = (
+        "split",
+        "weights",
+        "prior_images",
+        "precision",
+        "correction",
+        "data",
+        "root",
+        "prior",
+        "anchors",
+        "codec_images",
+    )
 
     def same_figures(self, other: EvalOptions) -> bool:
         """Whether an evaluation with ``other`` gives the same figures (batch size and device
@@ -91,8 +102,11 @@ def fields_of(cls: type, values: Mapping, where: str, derived: tuple[str, ...] =
     unknown = sorted(set(values) - set(fields) - set(derived))
     if unknown:
         raise SchemaError(f"{where}: unknown field(s) {unknown} (renamed? expected {sorted(fields)})")
-    missing = sorted(n for n, f in fields.items() if n not in values
-                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    missing = sorted(
+        n
+        for n, f in fields.items()
+        if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
     if missing:
         raise SchemaError(f"{where}: missing field(s) {missing}")
     return {k: v for k, v in values.items() if k in fields}

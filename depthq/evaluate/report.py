@@ -43,6 +43,7 @@ def _total(prior: str) -> Callable[[EvalResult], str]:
         if r.likelihood is None:
             return NO_LIKELIHOOD
         return _bits(r.total(prior), NOT_FITTED)
+
     return cell
 
 
@@ -50,6 +51,7 @@ def _rate_per_image(prior: str) -> Callable[[EvalResult], str]:
     def cell(r: EvalResult) -> str:
         rate = r.rate(prior)
         return NOT_FITTED if rate is None else f"{rate.bits_per_image:.0f}"
+
     return cell
 
 
@@ -66,8 +68,10 @@ TABLE_PRIORS = ("uniform", "empirical")
 
 
 def _rows(results: Mapping[str, EvalResult]) -> list[Row]:
-    priors = [*TABLE_PRIORS, *(p for p in PRIORS if p not in TABLE_PRIORS
-                               and any(r.rate(p) is not None for r in results.values()))]
+    priors = [
+        *TABLE_PRIORS,
+        *(p for p in PRIORS if p not in TABLE_PRIORS and any(r.rate(p) is not None for r in results.values())),
+    ]
     return [
         ("distortion bits/dim (paper convention)", lambda r: _bits(r.distortion, NO_LIKELIHOOD)),
         *((f"total bits/dim, {p} prior", _total(p)) for p in priors),
@@ -78,8 +82,10 @@ def _rows(results: Mapping[str, EvalResult]) -> list[Row]:
         ("codes used (mean fraction per level)", _per_level(lambda lv: f"{lv.mean_used_fraction:.0%}")),
         ("entropy (mean nats per codebook, per level)", _per_level(lambda lv: f"{lv.mean_entropy:.2f}")),
         ("perplexity (mean per codebook, per level)", _per_level(lambda lv: f"{lv.mean_perplexity:.1f}")),
-        ("information per position (bits, of capacity)",
-         _per_level(lambda lv: f"{lv.information_bits:.1f} of {lv.capacity_bits:g}")),
+        (
+            "information per position (bits, of capacity)",
+            _per_level(lambda lv: f"{lv.information_bits:.1f} of {lv.capacity_bits:g}"),
+        ),
         ("mean off-diagonal MI (nats, per level)", _per_level(_mi)),
         ("parameters", lambda r: "n/a (unknown)" if r.source is None else f"{r.source.parameters:,}"),
     ]
@@ -89,8 +95,12 @@ def _nonfinite_rows(results: Mapping[str, EvalResult]) -> list[tuple[str, list[s
     """A warning row when any result quantized non-finite encoder outputs (none normally)."""
     if not any(lv.nonfinite for r in results.values() for lv in r.levels):
         return []
-    return [("WARNING non-finite encoder vectors (per level)",
-             [" / ".join(str(lv.nonfinite) for lv in r.levels) for r in results.values()])]
+    return [
+        (
+            "WARNING non-finite encoder vectors (per level)",
+            [" / ".join(str(lv.nonfinite) for lv in r.levels) for r in results.values()],
+        )
+    ]
 
 
 def _section_rows(results: Mapping[str, EvalResult]) -> list[tuple[str, list[str]]]:
@@ -120,53 +130,75 @@ def format_table(results: Mapping[str, EvalResult], extra: Sequence[tuple[str, S
 
 def mi_panels(result: EvalResult, prefix: str = "") -> list[tuple[str, np.ndarray | None]]:
     """(title, MI matrix or None) per level, for ``figures.mi_matrices``."""
-    return [(f"{prefix}level {lv.level}",
-             None if lv.mutual_information is None else np.array(lv.mutual_information))
-            for lv in result.levels]
+    return [
+        (f"{prefix}level {lv.level}", None if lv.mutual_information is None else np.array(lv.mutual_information))
+        for lv in result.levels
+    ]
 
 
 def format_report(result: EvalResult, figure_files: Mapping[str, str] = {}) -> str:
     """report.md: the figures of one evaluation, readable."""
     src, opt = result.source, result.options
     where = f"`{src.run_dir}`" if src is not None else "a model"
-    lines = [f"# Evaluation of {where}", "",
-             f"{result.images:,} images of the **{result.split}** split of `{result.data}` "
-             f"({result.dims} dims each)"
-             + (f", weights `{src.weights}` at step {src.step}, {src.quantizer} quantizer, "
-                f"{src.parameters:,} parameters" if src is not None else "")
-             + f", evaluated in {'fp32' if result.precision == '32' else result.precision}.", ""]
+    lines = [
+        f"# Evaluation of {where}",
+        "",
+        f"{result.images:,} images of the **{result.split}** split of `{result.data}` "
+        f"({result.dims} dims each)"
+        + (
+            f", weights `{src.weights}` at step {src.step}, {src.quantizer} quantizer, {src.parameters:,} parameters"
+            if src is not None
+            else ""
+        )
+        + f", evaluated in {'fp32' if result.precision == '32' else result.precision}.",
+        "",
+    ]
     if result.figures:
         lines += ["| figure | bits/dim | prior |", "|---|---|---|"]
         lines += [f"| {f.label} | {f.bits_per_dim:.4f} | {f.prior or '-'} |" for f in result.figures]
         lines.append("")
     if result.likelihood is None:
         lines += ["Distortion and totals: n/a (the mse head has no likelihood).", ""]
-    lines += [f"MSE {result.mse:.2f} (pixel levels²), PSNR {result.psnr:.2f} dB; rate "
-              + ", ".join(f"{r.bits_per_image:,.0f} bits/image ({r.prior} prior)" for r in result.rates), "",
-              f"Entropy, MI and information estimates: {opt.estimator}. Information per position is the "
-              "joint entropy of a position's codes (the sum of the codebooks' entropies minus their "
-              "total correlation); a plug-in estimate from N positions cannot exceed log2 N bits.", ""]
+    lines += [
+        f"MSE {result.mse:.2f} (pixel levels²), PSNR {result.psnr:.2f} dB; rate "
+        + ", ".join(f"{r.bits_per_image:,.0f} bits/image ({r.prior} prior)" for r in result.rates),
+        "",
+        f"Entropy, MI and information estimates: {opt.estimator}. Information per position is the "
+        "joint entropy of a position's codes (the sum of the codebooks' entropies minus their "
+        "total correlation); a plug-in estimate from N positions cannot exceed log2 N bits.",
+        "",
+    ]
     if src is not None and src.run_dir is not None:
         lines += [_learned_prior_line(result), ""]
     for section in result.sections:
         lines += [section.report_markdown(), ""]
     for lv in result.levels:
-        lines += [f"## Level {lv.level}: {lv.codebooks} codebook{'s' if lv.codebooks > 1 else ''} of "
-                  f"K = {lv.codebook_size}, {lv.positions} positions per image (N = {lv.samples:,} evaluated)", ""]
-        parts = [f"information per position {lv.information_bits:.2f} bits of a capacity of "
-                 f"{lv.capacity_bits:g} ({lv.information_fraction:.0%}; at most log2 N = "
-                 f"{lv.information_cap_bits:.1f} measurable)"]
+        lines += [
+            f"## Level {lv.level}: {lv.codebooks} codebook{'s' if lv.codebooks > 1 else ''} of "
+            f"K = {lv.codebook_size}, {lv.positions} positions per image (N = {lv.samples:,} evaluated)",
+            "",
+        ]
+        parts = [
+            f"information per position {lv.information_bits:.2f} bits of a capacity of "
+            f"{lv.capacity_bits:g} ({lv.information_fraction:.0%}; at most log2 N = "
+            f"{lv.information_cap_bits:.1f} measurable)"
+        ]
         if lv.position_entropy is not None:
             parts.append(f"mean entropy per position {lv.position_entropy:.3f} nats/pixel")
         if lv.codebooks > 1:
             mi = lv.mean_offdiagonal_mi
-            parts.append(("" if mi is None else f"mean off-diagonal MI {mi:.4f} nats; ")
-                         + f"total correlation {lv.total_correlation:.3f} nats")
+            parts.append(
+                ("" if mi is None else f"mean off-diagonal MI {mi:.4f} nats; ")
+                + f"total correlation {lv.total_correlation:.3f} nats"
+            )
         lines += ["; ".join(parts) + ".", ""]
         if lv.nonfinite:
-            lines += [f"**Warning:** {lv.nonfinite:,} encoder vectors of this level (one per codebook and "
-                      "position) had a NaN or infinite component; the quantizer gave them code 0, so every "
-                      "figure above counts them as code 0.", ""]
+            lines += [
+                f"**Warning:** {lv.nonfinite:,} encoder vectors of this level (one per codebook and "
+                "position) had a NaN or infinite component; the quantizer gave them code 0, so every "
+                "figure above counts them as code 0.",
+                "",
+            ]
         lines += ["| codebook | entropy (nats) | perplexity | codes used | dead codes |", "|---|---|---|---|---|"]
         for m, (h, p, u, d) in enumerate(zip(lv.entropies, lv.perplexities, lv.used_fractions, lv.dead_codes)):
             lines.append(f"| {m} | {h:.3f} | {p:.1f} | {u:.0%} | {d} |")
@@ -182,8 +214,10 @@ def _learned_prior_line(result: EvalResult) -> str:
         return f"Learned prior: `{src.prior}` (the `learned` rows)."
     if result.options.prior is None:
         return "Learned prior: not used (--no-prior)."
-    return (f"Learned prior: none for these weights; `depthq prior train {src.run_dir}` trains one, and "
-            "`depthq eval` then adds `total bits/dim, learned prior`.")
+    return (
+        f"Learned prior: none for these weights; `depthq prior train {src.run_dir}` trains one, and "
+        "`depthq eval` then adds `total bits/dim, learned prior`."
+    )
 
 
 @dataclass
@@ -203,7 +237,9 @@ def default_eval_dir(run_dir: str | os.PathLike, options: EvalOptions) -> Path:
 
 
 @torch.no_grad()
-def sample_reconstructions(evaluation: RunEvaluation, n: int = 8) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def sample_reconstructions(
+    evaluation: RunEvaluation, n: int = 8
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """The first ``n`` evaluated images (uint8, CPU), their codes (on the model's device) and
     their reconstructions (the mean of p(x|z), uint8, CPU), in the evaluation's precision."""
     model, images = evaluation.model, evaluation.images
@@ -235,9 +271,14 @@ def draw_figures(evaluation: RunEvaluation, out: Path, run_dir: Path, grid_image
     return {k: Path(v).name for k, v in made.items()}
 
 
-def write_eval(run_dir: str | os.PathLike, options: EvalOptions = EvalOptions(),
-               out: str | os.PathLike | None = None, *, priors: Sequence[CodePrior] = (),
-               progress: bool = True) -> EvalReport:
+def write_eval(
+    run_dir: str | os.PathLike,
+    options: EvalOptions = EvalOptions(),
+    out: str | os.PathLike | None = None,
+    *,
+    priors: Sequence[CodePrior] = (),
+    progress: bool = True,
+) -> EvalReport:
     """Evaluate a run and write eval.json, report.md and the figures into ``out``
     (default ``RUN_DIR/eval-<split>``); ``priors`` add rates (see ``evaluate_run``)."""
     run_dir = Path(run_dir)
@@ -262,10 +303,12 @@ def read_eval(path: str | os.PathLike) -> EvalResult:
 def _reusable(previous: EvalResult, run_dir: str | os.PathLike, options: EvalOptions) -> bool:
     """Whether a saved evaluation has every figure ``options`` ask for: the same options, the
     sections asked for (a file written before they existed has none), the current learned prior."""
-    return (previous.options.same_figures(options)
-            and (previous.anchors is not None or not options.anchors)
-            and (previous.codec is not None or not options.codec_images)
-            and prior_is_current(previous, run_dir, options))
+    return (
+        previous.options.same_figures(options)
+        and (previous.anchors is not None or not options.anchors)
+        and (previous.codec is not None or not options.codec_images)
+        and prior_is_current(previous, run_dir, options)
+    )
 
 
 @dataclass
@@ -275,9 +318,15 @@ class Comparison:
     out: Path
 
 
-def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
-                 options: EvalOptions = EvalOptions(), *, names: Sequence[str] | None = None,
-                 reuse: bool = True, progress: bool = True) -> Comparison:
+def compare_runs(
+    run_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    options: EvalOptions = EvalOptions(),
+    *,
+    names: Sequence[str] | None = None,
+    reuse: bool = True,
+    progress: bool = True,
+) -> Comparison:
     """One table and one MI figure for several runs, reusing each run's
     ``eval-<split>/eval.json`` when it was made with the same options."""
     out = Path(out)
@@ -302,8 +351,10 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
     table = format_table(results)
     panels = [p for name, r in results.items() for p in mi_panels(r, prefix=f"{name}\n")]
     figure = figures.mi_matrices(panels, out / "mutual_information.png")
-    write_json(out / "compare.json", {"runs": {n: str(r) for n, r in zip(names, run_dirs)},
-                                      "results": {n: r.to_dict() for n, r in results.items()}})
+    write_json(
+        out / "compare.json",
+        {"runs": {n: str(r) for n, r in zip(names, run_dirs)}, "results": {n: r.to_dict() for n, r in results.items()}},
+    )
     split = options.split
     write_text(out / "compare.md", f"# Comparison ({split} split)\n\n{table}\n\n![MI]({figure.name})\n")
     return Comparison(table, results, out)

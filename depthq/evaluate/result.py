@@ -210,17 +210,29 @@ class LevelStats:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out.update(capacity_bits=self.capacity_bits, information_bits=self.information_bits,
-                   information_cap_bits=self.information_cap_bits,
-                   total_correlation=self.total_correlation,
-                   mean_offdiagonal_mi=self.mean_offdiagonal_mi)
+        out.update(
+            capacity_bits=self.capacity_bits,
+            information_bits=self.information_bits,
+            information_cap_bits=self.information_cap_bits,
+            total_correlation=self.total_correlation,
+            mean_offdiagonal_mi=self.mean_offdiagonal_mi,
+        )
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping) -> LevelStats:
-        kwargs = fields_of(cls, values, "levels[]", derived=(
-            "capacity_bits", "information_bits", "information_cap_bits", "total_correlation",
-            "mean_offdiagonal_mi"))
+        kwargs = fields_of(
+            cls,
+            values,
+            "levels[]",
+            derived=(
+                "capacity_bits",
+                "information_bits",
+                "information_cap_bits",
+                "total_correlation",
+                "mean_offdiagonal_mi",
+            ),
+        )
         for name in ("entropies", "perplexities", "used_fractions", "dead_codes"):
             kwargs[name] = tuple(kwargs[name])
         if kwargs["mutual_information"] is not None:
@@ -286,11 +298,17 @@ class EvalResult:
         if self.likelihood is not None:
             out.append(BitsFigure("distortion", DISTORTION_LABEL, self.likelihood.bits_per_dim, None))
         for r in self.rates:
-            out.append(BitsFigure(f"rate_{r.prior}", f"rate bits/dim, {r.prior} prior",
-                                  r.bits_per_image / self.dims, r.description))
+            out.append(
+                BitsFigure(
+                    f"rate_{r.prior}", f"rate bits/dim, {r.prior} prior", r.bits_per_image / self.dims, r.description
+                )
+            )
             if self.likelihood is not None:
-                out.append(BitsFigure(f"total_{r.prior}", f"total bits/dim, {r.prior} prior",
-                                      self.total(r.prior), r.description))
+                out.append(
+                    BitsFigure(
+                        f"total_{r.prior}", f"total bits/dim, {r.prior} prior", self.total(r.prior), r.description
+                    )
+                )
         return tuple(out)
 
     @property
@@ -337,9 +355,15 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "images": self.images, "dims": self.dims, "data": self.data, "split": self.split,
-            "precision": self.precision, "mse": self.mse, "psnr": self.psnr,
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "images": self.images,
+            "dims": self.dims,
+            "data": self.data,
+            "split": self.split,
+            "precision": self.precision,
+            "mse": self.mse,
+            "psnr": self.psnr,
             "likelihood": None if self.likelihood is None else self.likelihood.to_dict(),
             "rates": [{**r.to_dict(), "bits_per_dim": r.bits_per_image / self.dims} for r in self.rates],
             "figures": [dataclasses.asdict(f) for f in self.figures],
@@ -358,14 +382,17 @@ class EvalResult:
             raise SchemaError(f"{origin} is not a JSON object")
         version = values.get("schema_version")
         if values.get("schema") != SCHEMA or not isinstance(version, int):
-            raise SchemaError(f"{origin} is not a depthq evaluation of schema {SCHEMA_VERSION} "
-                              "(written by depthq 0.1 or another tool): evaluate again")
+            raise SchemaError(
+                f"{origin} is not a depthq evaluation of schema {SCHEMA_VERSION} "
+                "(written by depthq 0.1 or another tool): evaluate again"
+            )
         if version > SCHEMA_VERSION:
-            raise SchemaError(f"{origin} has schema version {version}, newer than this depthq reads "
-                              f"({SCHEMA_VERSION}): upgrade depthq")
+            raise SchemaError(
+                f"{origin} has schema version {version}, newer than this depthq reads "
+                f"({SCHEMA_VERSION}): upgrade depthq"
+            )
         if version < SCHEMA_VERSION:
-            raise SchemaError(f"{origin} has schema version {version}, older than {SCHEMA_VERSION}: "
-                              "evaluate again")
+            raise SchemaError(f"{origin} has schema version {version}, older than {SCHEMA_VERSION}: evaluate again")
         try:
             kwargs = fields_of(cls, values, "result", derived=("schema", "schema_version", "figures", "selection"))
             kwargs["likelihood"] = None if kwargs["likelihood"] is None else Likelihood.from_dict(kwargs["likelihood"])
@@ -395,7 +422,19 @@ def _check_prior(prior: str) -> None:
 
 
 __all__ = [
-    "DISTORTION_LABEL", "PRIORS", "SCHEMA_VERSION", "SECTIONS", "BitsFigure", "EvalOptions",
-    "EvalResult", "LevelStats", "Likelihood", "Rate", "ResultSection", "RunSource", "metric_name",
-    "psnr", "register_section",
+    "DISTORTION_LABEL",
+    "PRIORS",
+    "SCHEMA_VERSION",
+    "SECTIONS",
+    "BitsFigure",
+    "EvalOptions",
+    "EvalResult",
+    "LevelStats",
+    "Likelihood",
+    "Rate",
+    "ResultSection",
+    "RunSource",
+    "metric_name",
+    "psnr",
+    "register_section",
 ]

@@ -58,8 +58,13 @@ def eval_config(export: Export, options: EvalOptions, origin: Path) -> RunConfig
     return dataclasses.replace(run, data=data)
 
 
-def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions = EvalOptions(), *,
-                 priors: Sequence[CodePrior] = (), progress: bool = True) -> RunEvaluation:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    options: EvalOptions = EvalOptions(),
+    *,
+    priors: Sequence[CodePrior] = (),
+    progress: bool = True,
+) -> RunEvaluation:
     """Load a run and evaluate it on ``options.split`` of its data set (or of ``options.data``).
 
     The rates are measured under the uniform prior, the empirical prior fitted here (unless
@@ -81,8 +86,9 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions = EvalOptions(
     digest = state_digest(model)
     given = next((p for p in priors if p.name == "learned"), None)
     if given is None:
-        choice = choose_prior(run_dir, options.prior, model, images.image_size, weights_digest=digest,
-                              device=options.device)
+        choice = choose_prior(
+            run_dir, options.prior, model, images.image_size, weights_digest=digest, device=options.device
+        )
     else:
         choice = PriorChoice(given if isinstance(given, LearnedPrior) else None, f"learned prior: {given.description}")
     if options.codec_images and choice.prior is None:
@@ -90,10 +96,16 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions = EvalOptions(
     learned = [choice.prior] if given is None and choice.prior is not None else []
     fitted = [] if train is None else [fit_prior(model, train, options, seed=config.train.seed, progress=progress)]
     info = None if choice.prior is None else choice.prior.info
-    source = RunSource(run_dir=str(run_dir), weights=weights, step=export.step,
-                       parameters=model.num_parameters(), quantizer=model.config.quantizer,
-                       weights_digest=digest, prior=None if info is None else str(info.folder),
-                       prior_digest=None if info is None else info.digest)
+    source = RunSource(
+        run_dir=str(run_dir),
+        weights=weights,
+        step=export.step,
+        parameters=model.num_parameters(),
+        quantizer=model.config.quantizer,
+        weights_digest=digest,
+        prior=None if info is None else str(info.folder),
+        prior_digest=None if info is None else info.digest,
+    )
     result = evaluate(model, images, options, priors=[*fitted, *priors, *learned], source=source, progress=progress)
     if options.anchors:
         from depthq.evaluate.anchor_section import anchor_section
@@ -121,8 +133,14 @@ def prior_is_current(result: EvalResult, run_dir: str | os.PathLike, options: Ev
         return used is None and not meta.is_file()
     try:
         values = json.loads(meta.read_text())
-        now = values["digest"] if (values["autoencoder_digest"] == result.source.weights_digest
-                                   and values["image_channels"] * values["image_size"] ** 2 == result.dims) else None
+        now = (
+            values["digest"]
+            if (
+                values["autoencoder_digest"] == result.source.weights_digest
+                and values["image_channels"] * values["image_size"] ** 2 == result.dims
+            )
+            else None
+        )
     except (OSError, ValueError, KeyError, TypeError):
         now = None
     return used == now

@@ -51,6 +51,8 @@ def read_section(kind: str, values: Mapping | None) -> ResultSection | None:
         except ImportError:
             pass
     if kind not in _SECTION_READERS:
-        raise SchemaError(f"the result has a {kind!r} section but no reader for it is installed "
-                          f"({SECTION_MODULES[kind]} did not register one)")
+        raise SchemaError(
+            f"the result has a {kind!r} section but no reader for it is installed "
+            f"({SECTION_MODULES[kind]} did not register one)"
+        )
     return _SECTION_READERS[kind](values)

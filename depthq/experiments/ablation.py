@@ -31,21 +31,45 @@ from depthq.tables import markdown_table
 
 PRESETS = {
     # about 10 minutes on 2 CPU cores: 2 quantizers x 2 K x 2 D, one seed
-    "quick": {"model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
-              "quantizers": ["dq", "vq"], "codebook_sizes": [8, 64], "code_dims": [8, 32],
-              "num_codebooks": [4], "steps": 500, "seed": 0, "batch_size": 32, "lr": 1e-3,
-              "prior_images": 2048},
+    "quick": {
+        "model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
+        "quantizers": ["dq", "vq"],
+        "codebook_sizes": [8, 64],
+        "code_dims": [8, 32],
+        "num_codebooks": [4],
+        "steps": 500,
+        "seed": 0,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "prior_images": 2048,
+    },
     # one GPU: the official network, a 4 x 4 grid for three quantizer kinds
-    "full": {"model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
-             "quantizers": ["dq", "vq", "coupled"], "codebook_sizes": [16, 64, 256, 1024],
-             "code_dims": [8, 16, 32, 64], "num_codebooks": [4], "steps": 10000, "seed": 0,
-             "batch_size": 128, "lr": 2e-4, "prior_images": 8192},
+    "full": {
+        "model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
+        "quantizers": ["dq", "vq", "coupled"],
+        "codebook_sizes": [16, 64, 256, 1024],
+        "code_dims": [8, 16, 32, 64],
+        "num_codebooks": [4],
+        "steps": 10000,
+        "seed": 0,
+        "batch_size": 128,
+        "lr": 2e-4,
+        "prior_images": 8192,
+    },
 }
 
 PRESETS["toy"] = {  # seconds: for tests
     "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1},
-    "quantizers": ["dq", "vq"], "codebook_sizes": [4, 8], "code_dims": [4], "num_codebooks": [2],
-    "steps": 2, "seed": 0, "batch_size": 8, "lr": 1e-3, "prior_images": 32}
+    "quantizers": ["dq", "vq"],
+    "codebook_sizes": [4, 8],
+    "code_dims": [4],
+    "num_codebooks": [2],
+    "steps": 2,
+    "seed": 0,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "prior_images": 32,
+}
 
 
 def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
@@ -54,11 +78,19 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
         for m in preset["num_codebooks"]:
             for k in preset["codebook_sizes"]:
                 for d in preset["code_dims"]:
-                    config = single_level_config(preset, quantizer=quantizer, codebook_size=k,
-                                                 num_codebooks=m, code_dim=d, seed=preset["seed"],
-                                                 data=data, root=root)
-                    out.append(Cell(f"{quantizer}-M{m}-K{k}-D{d}", config,
-                                    {"quantizer": quantizer, "M": m, "K": k, "D": d}))
+                    config = single_level_config(
+                        preset,
+                        quantizer=quantizer,
+                        codebook_size=k,
+                        num_codebooks=m,
+                        code_dim=d,
+                        seed=preset["seed"],
+                        data=data,
+                        root=root,
+                    )
+                    out.append(
+                        Cell(f"{quantizer}-M{m}-K{k}-D{d}", config, {"quantizer": quantizer, "M": m, "K": k, "D": d})
+                    )
     return out
 
 
@@ -84,23 +116,57 @@ def summarise(results: list[CellResult]) -> list[AblationRow]:
     rows = []
     for c in results:
         model, r = c.model, c.result  # the model answers its codebooks per level and capacity
-        rows.append(AblationRow(
-            quantizer=model.quantizer, M=model.num_codebooks, K=model.codebook_sizes[0], D=model.code_dim,
-            code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
-            bits_per_position=model.bits_per_position(0), distortion_bpd=r.distortion,
-            total_uniform_bpd=r.total("uniform"), total_empirical_bpd=r.total("empirical"), psnr=r.psnr,
-            used_fraction=r.levels[0].mean_used_fraction, information_bits=r.levels[0].information_bits))
+        rows.append(
+            AblationRow(
+                quantizer=model.quantizer,
+                M=model.num_codebooks,
+                K=model.codebook_sizes[0],
+                D=model.code_dim,
+                code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
+                bits_per_position=model.bits_per_position(0),
+                distortion_bpd=r.distortion,
+                total_uniform_bpd=r.total("uniform"),
+                total_empirical_bpd=r.total("empirical"),
+                psnr=r.psnr,
+                used_fraction=r.levels[0].mean_used_fraction,
+                information_bits=r.levels[0].information_bits,
+            )
+        )
     return rows
 
 
 def format_rows(rows: list[AblationRow]) -> str:
-    headers = ["quantizer", "M", "K", "D", "code vectors", "bits/position",
-               "distortion bits/dim (paper convention)", "total bits/dim, uniform prior",
-               "total bits/dim, empirical prior", "PSNR (dB)", "codes used", "information (bits/position)"]
-    cells = [[r.quantizer, r.M, r.K, r.D, f"{r.code_vectors:,}", f"{r.bits_per_position:g}",
-              f"{r.distortion_bpd:.3f}", f"{r.total_uniform_bpd:.3f}", f"{r.total_empirical_bpd:.3f}",
-              f"{r.psnr:.2f}", f"{r.used_fraction:.0%}", f"{r.information_bits:.2f}"]
-             for r in rows]
+    headers = [
+        "quantizer",
+        "M",
+        "K",
+        "D",
+        "code vectors",
+        "bits/position",
+        "distortion bits/dim (paper convention)",
+        "total bits/dim, uniform prior",
+        "total bits/dim, empirical prior",
+        "PSNR (dB)",
+        "codes used",
+        "information (bits/position)",
+    ]
+    cells = [
+        [
+            r.quantizer,
+            r.M,
+            r.K,
+            r.D,
+            f"{r.code_vectors:,}",
+            f"{r.bits_per_position:g}",
+            f"{r.distortion_bpd:.3f}",
+            f"{r.total_uniform_bpd:.3f}",
+            f"{r.total_empirical_bpd:.3f}",
+            f"{r.psnr:.2f}",
+            f"{r.used_fraction:.0%}",
+            f"{r.information_bits:.2f}",
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, cells)
 
 
@@ -130,8 +196,7 @@ def heatmap(rows: list[AblationRow], preset: dict, path: Path, key: str = "disto
     values = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
     vmin, vmax = (values.min(), values.max()) if values.size else (0, 1)
     digits = cell_digits(vmin, vmax)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), squeeze=False, layout="constrained")
     for ax, (q, m) in zip(axes[0], panels):
         g = grids[(q, m)]
         im = ax.imshow(g, cmap="viridis_r", vmin=vmin, vmax=vmax)
@@ -144,8 +209,15 @@ def heatmap(rows: list[AblationRow], preset: dict, path: Path, key: str = "disto
             for j in range(len(ds)):
                 if np.isfinite(g[i, j]):  # dark text on the light (low, good) end of viridis_r
                     light = (g[i, j] - vmin) < 0.5 * (vmax - vmin)
-                    ax.text(j, i, f"{g[i, j]:.{digits}f}", ha="center", va="center", fontsize=8,
-                            color="black" if light else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{g[i, j]:.{digits}f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="black" if light else "white",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("Test distortion bits/dim (paper convention; lower is better)", fontsize=11)
     return _save(fig, path)
@@ -158,26 +230,49 @@ class AblationOutcome:
     out: Path
 
 
-def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: str | None = None,
-        steps: int | None = None, codebook_sizes: list[int] | None = None,
-        code_dims: list[int] | None = None, num_codebooks: list[int] | None = None,
-        quantizers: list[str] | None = None) -> AblationOutcome:
+def run(
+    out: Path,
+    *,
+    preset_name: str = "quick",
+    data: str = "photos",
+    root: str | None = None,
+    steps: int | None = None,
+    codebook_sizes: list[int] | None = None,
+    code_dims: list[int] | None = None,
+    num_codebooks: list[int] | None = None,
+    quantizers: list[str] | None = None,
+) -> AblationOutcome:
     preset = dict(PRESETS[preset_name])
-    for key, value in (("steps", steps), ("codebook_sizes", codebook_sizes), ("code_dims", code_dims),
-                       ("num_codebooks", num_codebooks), ("quantizers", quantizers)):
+    for key, value in (
+        ("steps", steps),
+        ("codebook_sizes", codebook_sizes),
+        ("code_dims", code_dims),
+        ("num_codebooks", num_codebooks),
+        ("quantizers", quantizers),
+    ):
         if value:
             preset[key] = value
     all_cells = cells(preset, data, root)  # validates every config before the folder is claimed
-    claim_folder(out, {"experiment": "ablation", "preset": preset_name, "data": data, "root": root,
-                       "config": preset})
+    claim_folder(out, {"experiment": "ablation", "preset": preset_name, "data": data, "root": root, "config": preset})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     rows = summarise(results)
     figure = heatmap(rows, preset, out / "heatmap.png")
     table = format_rows(rows)
-    write_json(out / "results.json", {"experiment": "ablation", "preset": preset_name, "data": data,
-                                      "config": preset, "rows": rows_json(rows), "cells": cells_json(results)})
-    write_text(out / "results.md",
-               f"# Ablation over K and D ({preset_name} preset, {data}, seed {preset['seed']})\n\n"
-               f"Single-level network, {preset['steps']} steps per cell; test split.\n\n{table}\n\n"
-               f"![heat map]({figure.name})\n")
+    write_json(
+        out / "results.json",
+        {
+            "experiment": "ablation",
+            "preset": preset_name,
+            "data": data,
+            "config": preset,
+            "rows": rows_json(rows),
+            "cells": cells_json(results),
+        },
+    )
+    write_text(
+        out / "results.md",
+        f"# Ablation over K and D ({preset_name} preset, {data}, seed {preset['seed']})\n\n"
+        f"Single-level network, {preset['steps']} steps per cell; test split.\n\n{table}\n\n"
+        f"![heat map]({figure.name})\n",
+    )
     return AblationOutcome(table, rows, out)

@@ -34,11 +34,15 @@ class Capacity:
     vq_bits_same_cost: float  # log2(M*K): what a VQ with DQ's cost can express per position
 
 
-def capacity(num_codebooks: int, codebook_size: int, code_dim: int, height: int = 1,
-             width: int = 1) -> Capacity:
+def capacity(num_codebooks: int, codebook_size: int, code_dim: int, height: int = 1, width: int = 1) -> Capacity:
     """Capacity of DQ(M, K, D) on an (M*D, height, width) feature map, and the matching VQ."""
-    for name, v in (("num_codebooks", num_codebooks), ("codebook_size", codebook_size),
-                    ("code_dim", code_dim), ("height", height), ("width", width)):
+    for name, v in (
+        ("num_codebooks", num_codebooks),
+        ("codebook_size", codebook_size),
+        ("code_dim", code_dim),
+        ("height", height),
+        ("width", width),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UsageError(f"{name} must be an int >= 1, got {v!r}")
     m, k, d = num_codebooks, codebook_size, code_dim
@@ -46,10 +50,18 @@ def capacity(num_codebooks: int, codebook_size: int, code_dim: int, height: int 
     bits = m * math.log2(k)
     vq_k = k**m
     return Capacity(
-        num_codebooks=m, codebook_size=k, code_dim=d, positions=positions,
-        bits_per_position=bits, bits_per_image=positions * bits, code_vectors=m * k,
-        codebook_parameters=m * k * d, vq_codebook_size=vq_k, vq_code_dim=m * d,
-        vq_codebook_parameters=vq_k * m * d, vq_bits_same_cost=math.log2(m * k),
+        num_codebooks=m,
+        codebook_size=k,
+        code_dim=d,
+        positions=positions,
+        bits_per_position=bits,
+        bits_per_image=positions * bits,
+        code_vectors=m * k,
+        codebook_parameters=m * k * d,
+        vq_codebook_size=vq_k,
+        vq_code_dim=m * d,
+        vq_codebook_parameters=vq_k * m * d,
+        vq_bits_same_cost=math.log2(m * k),
     )
 
 
@@ -59,24 +71,53 @@ def _big(n: int) -> str:
 
 
 def format_table(rows: list[Capacity]) -> str:
-    headers = ["M", "K", "D", "positions", "bits/position", "bits/image", "DQ code vectors",
-               "DQ codebook floats", "VQ codes for the same capacity (K^M)", "VQ codebook floats",
-               "VQ bits/position at DQ's cost"]
-    cells = [[str(r.num_codebooks), str(r.codebook_size), str(r.code_dim), f"{r.positions:,}",
-              f"{r.bits_per_position:g}", f"{r.bits_per_image:,.0f}", f"{r.code_vectors:,}",
-              f"{r.codebook_parameters:,}", _big(r.vq_codebook_size), _big(r.vq_codebook_parameters),
-              f"{r.vq_bits_same_cost:.2f}"] for r in rows]
+    headers = [
+        "M",
+        "K",
+        "D",
+        "positions",
+        "bits/position",
+        "bits/image",
+        "DQ code vectors",
+        "DQ codebook floats",
+        "VQ codes for the same capacity (K^M)",
+        "VQ codebook floats",
+        "VQ bits/position at DQ's cost",
+    ]
+    cells = [
+        [
+            str(r.num_codebooks),
+            str(r.codebook_size),
+            str(r.code_dim),
+            f"{r.positions:,}",
+            f"{r.bits_per_position:g}",
+            f"{r.bits_per_image:,.0f}",
+            f"{r.code_vectors:,}",
+            f"{r.codebook_parameters:,}",
+            _big(r.vq_codebook_size),
+            _big(r.vq_codebook_parameters),
+            f"{r.vq_bits_same_cost:.2f}",
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, cells, align="r")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("capacity", help="capacity and cost of DQ versus VQ (Eq. 2)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "capacity", help="capacity and cost of DQ versus VQ (Eq. 2)", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("-M", "--num-codebooks", type=int, nargs="+", default=[5], help="M values")
     p.add_argument("-K", "--codebook-size", type=int, nargs="+", default=[32], help="K values")
     p.add_argument("-D", "--code-dim", type=int, default=64)
-    p.add_argument("--shape", type=int, nargs=2, default=[8, 8], metavar=("H", "W"),
-                   help="spatial size of the quantized feature map (default 8 8)")
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        default=[8, 8],
+        metavar=("H", "W"),
+        help="spatial size of the quantized feature map (default 8 8)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 

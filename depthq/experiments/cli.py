@@ -9,10 +9,13 @@ from depthq.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("experiment", help="run one of the paper's experiments",
-                       description="The paper's experiments. Each has --quick (about 10 minutes on 2 "
-                       "CPU cores) and a full preset sized for one GPU; results go to --out as JSON, "
-                       "Markdown and PNG, and finished parts are not run again.")
+    p = sub.add_parser(
+        "experiment",
+        help="run one of the paper's experiments",
+        description="The paper's experiments. Each has --quick (about 10 minutes on 2 "
+        "CPU cores) and a full preset sized for one GPU; results go to --out as JSON, "
+        "Markdown and PNG, and finished parts are not run again.",
+    )
     exp = p.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     exp.required = True
 
@@ -30,9 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--quantizers", nargs="+", choices=["dq", "vq", "coupled"])
     a.set_defaults(func=_ablation)
 
-    r = exp.add_parser("recipe", help="the training-recipe sweep behind the demo's defaults, DQ-AE and VQ-VAE",
-                       description="The demo's network trained with one recipe change at a time, then all "
-                       "together, for DQ-AE and VQ-VAE alike; a table against JPEG at the same rate.")
+    r = exp.add_parser(
+        "recipe",
+        help="the training-recipe sweep behind the demo's defaults, DQ-AE and VQ-VAE",
+        description="The demo's network trained with one recipe change at a time, then all "
+        "together, for DQ-AE and VQ-VAE alike; a table against JPEG at the same rate.",
+    )
     _common(r, "results/recipe", data=None)
     r.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
     r.add_argument("--variants", nargs="+", help="recipe variants to run (default: all)")
@@ -48,18 +54,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser, out: str, data: str | None = "photos") -> None:
     p.add_argument("--quick", action="store_true", help="the CPU preset (about 10 minutes on 2 cores)")
-    p.add_argument("--out", default=None, help=f"results folder (default: {out}-quick or {out}-full, "
-                   "with the changed settings appended, e.g. -steps20)")
-    p.add_argument("--data", default=data, help="data set (default: " + ("the built-in photos)" if data else
-                   "scenes when its packages are installed, else the built-in photos)"))
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"results folder (default: {out}-quick or {out}-full, with the changed settings appended, e.g. -steps20)",
+    )
+    p.add_argument(
+        "--data",
+        default=data,
+        help="data set (default: "
+        + ("the built-in photos)" if data else "scenes when its packages are installed, else the built-in photos)"),
+    )
     p.add_argument("--root", help="folder of the data set")
     p.add_argument("--steps", type=int, help="training steps per run (default: the preset's)")
     p.set_defaults(default_out=out)
 
 
 #: options that change an experiment's settings, and how they name its default folder
-CHANGES = (("steps", "steps"), ("seeds", "seeds"), ("codebook_sizes", "K"), ("code_dims", "D"),
-           ("num_codebooks", "M"), ("quantizers", ""), ("variants", ""))
+CHANGES = (
+    ("steps", "steps"),
+    ("seeds", "seeds"),
+    ("codebook_sizes", "K"),
+    ("code_dims", "D"),
+    ("num_codebooks", "M"),
+    ("quantizers", ""),
+    ("variants", ""),
+)
 
 
 def _preset(args) -> str:
@@ -87,8 +107,9 @@ def _out(args) -> Path:
 def _decoupling(args) -> int:
     from depthq.experiments import decoupling
 
-    result = decoupling.run(_out(args), preset_name=_preset(args), data=args.data,
-                            root=args.root, seeds=args.seeds, steps=args.steps)
+    result = decoupling.run(
+        _out(args), preset_name=_preset(args), data=args.data, root=args.root, seeds=args.seeds, steps=args.steps
+    )
     print(result.table)
     print(f"\nwrote {result.out}/results.json, results.md and mutual_information.png")
     return 0
@@ -97,10 +118,17 @@ def _decoupling(args) -> int:
 def _ablation(args) -> int:
     from depthq.experiments import ablation
 
-    result = ablation.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
-                          root=args.root, steps=args.steps, codebook_sizes=args.codebook_sizes,
-                          code_dims=args.code_dims, num_codebooks=args.num_codebooks,
-                          quantizers=args.quantizers)
+    result = ablation.run(
+        _out(args),
+        preset_name="quick" if args.quick else "full",
+        data=args.data,
+        root=args.root,
+        steps=args.steps,
+        codebook_sizes=args.codebook_sizes,
+        code_dims=args.code_dims,
+        num_codebooks=args.num_codebooks,
+        quantizers=args.quantizers,
+    )
     print(result.table)
     print(f"\nwrote {result.out}/results.json, results.md and heatmap.png")
     return 0
@@ -114,8 +142,15 @@ def _recipe(args) -> int:
         choice = choose_photo_set(args.root)
         print(choice.message)
         args.data = choice.name
-    result = recipe.run(_out(args), preset_name="quick" if args.quick else "full", data=args.data,
-                        root=args.root, seeds=args.seeds, steps=args.steps, variants=args.variants)
+    result = recipe.run(
+        _out(args),
+        preset_name="quick" if args.quick else "full",
+        data=args.data,
+        root=args.root,
+        seeds=args.seeds,
+        steps=args.steps,
+        variants=args.variants,
+    )
     print(result.table)
     print(f"\nwrote {result.out}/results.json and results.md")
     return 0

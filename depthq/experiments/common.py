@@ -53,8 +53,17 @@ class CellResult:
         return self.cell.config.model
 
 
-def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num_codebooks: int,
-                        code_dim: int, seed: int, data: str, root: str | None) -> RunConfig:
+def single_level_config(
+    preset: dict,
+    *,
+    quantizer: str,
+    codebook_size: int,
+    num_codebooks: int,
+    code_dim: int,
+    seed: int,
+    data: str,
+    root: str | None,
+) -> RunConfig:
     """The run config of one experiment cell: a single-level dmol model from ``preset``, trained
     with the recipe (``depthq.experiments.recipe.RECIPE``) at the preset's peak learning rate.
 
@@ -70,14 +79,37 @@ def single_level_config(preset: dict, *, quantizer: str, codebook_size: int, num
         image = {"image_channels": info.channels, "image_size": info.default_size}
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return config_from_dict({
-        "model": {**preset["model"], **image, "stride": 2, "codebook_sizes": [codebook_size], "num_codebooks": num_codebooks,
-                  "code_dim": code_dim, "quantizer": quantizer, "head": "dmol", **model_changes},
-        "data": {"name": data, "root": root, "batch_size": preset["batch_size"], "val_fraction": 0.05,
-                 "max_val_images": 256},
-        "train": {"steps": steps, "lr": preset["lr"], "warmup_steps": min(100, steps // 10), "seed": seed,
-                  "val_every": steps, "checkpoint_every": max(steps // 4, 1), **train_changes},
-    })
+    return config_from_dict(
+        {
+            "model": {
+                **preset["model"],
+                **image,
+                "stride": 2,
+                "codebook_sizes": [codebook_size],
+                "num_codebooks": num_codebooks,
+                "code_dim": code_dim,
+                "quantizer": quantizer,
+                "head": "dmol",
+                **model_changes,
+            },
+            "data": {
+                "name": data,
+                "root": root,
+                "batch_size": preset["batch_size"],
+                "val_fraction": 0.05,
+                "max_val_images": 256,
+            },
+            "train": {
+                "steps": steps,
+                "lr": preset["lr"],
+                "warmup_steps": min(100, steps // 10),
+                "seed": seed,
+                "val_every": steps,
+                "checkpoint_every": max(steps // 4, 1),
+                **train_changes,
+            },
+        }
+    )
 
 
 def with_options(preset: dict, *, seeds: Sequence[int] | None = None, steps: int | None = None) -> dict:
@@ -120,10 +152,12 @@ def claim_folder(root: Path, settings: dict[str, Any]) -> None:
             raise RunDirError(
                 f"{root} holds this experiment run with other settings ("
                 + "; ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
-                + "): pass another --out, or remove that folder to redo it")
+                + "): pass another --out, or remove that folder to redo it"
+            )
     elif (root / "cells").is_dir():
-        raise RunDirError(f"{root} holds cells of an experiment without its {SETTINGS}: pass another "
-                          "--out, or remove that folder")
+        raise RunDirError(
+            f"{root} holds cells of an experiment without its {SETTINGS}: pass another --out, or remove that folder"
+        )
     write_json(path, settings)
 
 
@@ -134,8 +168,10 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> Ce
     run_dir = root / "cells" / cell.name
     saved = run_dir / "config.yaml"
     if saved.is_file() and dump_config(load_config(saved)) != dump_config(cell.config):
-        raise RunDirError(f"{run_dir} holds a run with another configuration (the preset or the "
-                          "options changed): use another --out, or remove that folder to redo it")
+        raise RunDirError(
+            f"{run_dir} holds a run with another configuration (the preset or the "
+            "options changed): use another --out, or remove that folder to redo it"
+        )
     done = run_dir / "eval-test" / "eval.json"
     if not done.is_file():
         if not (run_dir / "summary.json").is_file():
@@ -149,8 +185,9 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> Ce
     return CellResult(cell, read_eval(done), TrainSummary.read(run_dir).train_seconds)
 
 
-def run_cells(cells: Sequence[Cell], root: Path, *, prior_images: int = 4096,
-              progress: bool = True) -> list[CellResult]:
+def run_cells(
+    cells: Sequence[Cell], root: Path, *, prior_images: int = 4096, progress: bool = True
+) -> list[CellResult]:
     """Run every cell in order, printing where the experiment stands."""
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
@@ -184,8 +221,9 @@ class Aggregate:
 
 def aggregate(values: Sequence[float]) -> Aggregate:
     values = tuple(float(v) for v in values)
-    return Aggregate(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
-                     len(values), values)
+    return Aggregate(
+        statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values), values
+    )
 
 
 K = TypeVar("K", bound=Hashable)
@@ -202,8 +240,10 @@ def group(items: Sequence[T], key: Callable[[T], K]) -> dict[K, list[T]]:
 
 def cells_json(results: Sequence[CellResult]) -> dict[str, Any]:
     """The cells of ``results.json``: labels, training time and the full evaluation of each."""
-    return {c.cell.name: {"labels": c.cell.labels, "train_seconds": c.train_seconds,
-                          "eval": c.result.to_dict()} for c in results}
+    return {
+        c.cell.name: {"labels": c.cell.labels, "train_seconds": c.train_seconds, "eval": c.result.to_dict()}
+        for c in results
+    }
 
 
 def rows_json(rows: Sequence[Any]) -> list[dict]:

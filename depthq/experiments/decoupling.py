@@ -35,30 +35,61 @@ from depthq.experiments.common import (
     group,
     rows_json,
     run_cells,
-    with_options,
     single_level_config,
+    with_options,
 )
 from depthq.tables import markdown_table
 
 PRESETS = {
     # about 10 minutes on 2 CPU cores: 4 variants x 2 seeds
-    "quick": {"model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
-              "num_codebooks": 4, "codebook_size": 8, "code_dim": 16, "steps": 600, "seeds": [0, 1],
-              "batch_size": 32, "lr": 1e-3, "prior_images": 2048},
+    "quick": {
+        "model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
+        "num_codebooks": 4,
+        "codebook_size": 8,
+        "code_dim": 16,
+        "steps": 600,
+        "seeds": [0, 1],
+        "batch_size": 32,
+        "lr": 1e-3,
+        "prior_images": 2048,
+    },
     # one GPU: the official network at a single level
-    "full": {"model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
-             "num_codebooks": 4, "codebook_size": 16, "code_dim": 64, "steps": 20000, "seeds": [0, 1, 2],
-             "batch_size": 128, "lr": 2e-4, "prior_images": 8192},
+    "full": {
+        "model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
+        "num_codebooks": 4,
+        "codebook_size": 16,
+        "code_dim": 64,
+        "steps": 20000,
+        "seeds": [0, 1, 2],
+        "batch_size": 128,
+        "lr": 2e-4,
+        "prior_images": 8192,
+    },
 }
 # at most 8 minutes on one H100/H200 (sized from the measured img/s of similar networks;
 # not yet timed on a GPU): 4 variants x 2 seeds of a mid-size single-level network
-PRESETS["gpu"] = {"model": {"channels": 128, "res_channels": 64, "res_blocks": 2, "coder_blocks": 2},
-                  "num_codebooks": 4, "codebook_size": 16, "code_dim": 32, "steps": 2000, "seeds": [0, 1],
-                  "batch_size": 128, "lr": 1e-3, "prior_images": 8192}
+PRESETS["gpu"] = {
+    "model": {"channels": 128, "res_channels": 64, "res_blocks": 2, "coder_blocks": 2},
+    "num_codebooks": 4,
+    "codebook_size": 16,
+    "code_dim": 32,
+    "steps": 2000,
+    "seeds": [0, 1],
+    "batch_size": 128,
+    "lr": 1e-3,
+    "prior_images": 8192,
+}
 PRESETS["toy"] = {  # seconds: for tests
     "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1},
-    "num_codebooks": 2, "codebook_size": 4, "code_dim": 4, "steps": 2, "seeds": [0, 1],
-    "batch_size": 8, "lr": 1e-3, "prior_images": 32}
+    "num_codebooks": 2,
+    "codebook_size": 4,
+    "code_dim": 4,
+    "steps": 2,
+    "seeds": [0, 1],
+    "batch_size": 8,
+    "lr": 1e-3,
+    "prior_images": 32,
+}
 MAX_VQ_CODES = 2**16  # the equal-rate VQ is left out above this many codes
 
 
@@ -76,11 +107,24 @@ def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
     out = []
     for name, quantizer, size in variants(m, k):
         for seed in preset["seeds"]:
-            config = single_level_config(preset, quantizer=quantizer, codebook_size=size, num_codebooks=m,
-                                         code_dim=d, seed=seed, data=data, root=root)
+            config = single_level_config(
+                preset,
+                quantizer=quantizer,
+                codebook_size=size,
+                num_codebooks=m,
+                code_dim=d,
+                seed=seed,
+                data=data,
+                root=root,
+            )
             slug = name.lower().replace(", ", "-").replace(" ", "-")
-            out.append(Cell(f"{slug}-seed{seed}", config, {"variant": name, "seed": seed,
-                                                           "quantizer": quantizer, "codebook_size": size}))
+            out.append(
+                Cell(
+                    f"{slug}-seed{seed}",
+                    config,
+                    {"variant": name, "seed": seed, "quantizer": quantizer, "codebook_size": size},
+                )
+            )
     return out
 
 
@@ -112,36 +156,62 @@ def summarise(results: list[CellResult]) -> list[VariantRow]:
         model = cs[0].model  # the model answers its own codebooks per level and capacity
         levels = [c.result.levels[0] for c in cs]
         mi = [lv.mean_offdiagonal_mi for lv in levels]
-        rows.append(VariantRow(
-            variant=variant, quantizer=model.quantizer, codebook_size=model.codebook_sizes[0],
-            code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
-            bits_per_position=model.bits_per_position(0), seeds=tuple(c.cell.config.train.seed for c in cs),
-            distortion_bpd=aggregate([c.result.distortion for c in cs]),
-            total_uniform_bpd=aggregate([c.result.total("uniform") for c in cs]),
-            total_empirical_bpd=aggregate([c.result.total("empirical") for c in cs]),
-            psnr=aggregate([c.result.psnr for c in cs]),
-            entropy_nats=aggregate([lv.mean_entropy for lv in levels]),
-            position_entropy_nats=aggregate([lv.position_entropy for lv in levels]),
-            information_bits=aggregate([lv.information_bits for lv in levels]),
-            mean_offdiagonal_mi_nats=None if model.codebooks_per_level == 1 else aggregate(mi),
-            used_fraction=aggregate([lv.mean_used_fraction for lv in levels]),
-        ))
+        rows.append(
+            VariantRow(
+                variant=variant,
+                quantizer=model.quantizer,
+                codebook_size=model.codebook_sizes[0],
+                code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
+                bits_per_position=model.bits_per_position(0),
+                seeds=tuple(c.cell.config.train.seed for c in cs),
+                distortion_bpd=aggregate([c.result.distortion for c in cs]),
+                total_uniform_bpd=aggregate([c.result.total("uniform") for c in cs]),
+                total_empirical_bpd=aggregate([c.result.total("empirical") for c in cs]),
+                psnr=aggregate([c.result.psnr for c in cs]),
+                entropy_nats=aggregate([lv.mean_entropy for lv in levels]),
+                position_entropy_nats=aggregate([lv.position_entropy for lv in levels]),
+                information_bits=aggregate([lv.information_bits for lv in levels]),
+                mean_offdiagonal_mi_nats=None if model.codebooks_per_level == 1 else aggregate(mi),
+                used_fraction=aggregate([lv.mean_used_fraction for lv in levels]),
+            )
+        )
     return rows
 
 
 def format_rows(rows: list[VariantRow]) -> str:
-    headers = ["variant", "code vectors", "bits/position", "distortion bits/dim (paper convention)",
-               "total bits/dim, uniform prior", "total bits/dim, empirical prior", "PSNR (dB)",
-               "entropy (nats/codebook)", "entropy map mean (nats/pixel)", "information (bits/position)",
-               "mean off-diag. MI (nats)", "codes used"]
+    headers = [
+        "variant",
+        "code vectors",
+        "bits/position",
+        "distortion bits/dim (paper convention)",
+        "total bits/dim, uniform prior",
+        "total bits/dim, empirical prior",
+        "PSNR (dB)",
+        "entropy (nats/codebook)",
+        "entropy map mean (nats/pixel)",
+        "information (bits/position)",
+        "mean off-diag. MI (nats)",
+        "codes used",
+    ]
     cells = []
     for r in rows:
         mi = "n/a (M=1)" if r.mean_offdiagonal_mi_nats is None else r.mean_offdiagonal_mi_nats.format(4)
-        cells.append([
-            r.variant, f"{r.code_vectors:,}", f"{r.bits_per_position:g}", r.distortion_bpd.format(),
-            r.total_uniform_bpd.format(), r.total_empirical_bpd.format(), r.psnr.format(2),
-            r.entropy_nats.format(2), r.position_entropy_nats.format(2), r.information_bits.format(2), mi,
-            f"{r.used_fraction.mean:.0%}"])
+        cells.append(
+            [
+                r.variant,
+                f"{r.code_vectors:,}",
+                f"{r.bits_per_position:g}",
+                r.distortion_bpd.format(),
+                r.total_uniform_bpd.format(),
+                r.total_empirical_bpd.format(),
+                r.psnr.format(2),
+                r.entropy_nats.format(2),
+                r.position_entropy_nats.format(2),
+                r.information_bits.format(2),
+                mi,
+                f"{r.used_fraction.mean:.0%}",
+            ]
+        )
     return markdown_table(headers, cells)
 
 
@@ -152,28 +222,51 @@ class DecouplingOutcome:
     out: Path
 
 
-def run(out: Path, *, preset_name: str = "quick", data: str = "photos", root: str | None = None,
-        seeds: list[int] | None = None, steps: int | None = None) -> DecouplingOutcome:
+def run(
+    out: Path,
+    *,
+    preset_name: str = "quick",
+    data: str = "photos",
+    root: str | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+) -> DecouplingOutcome:
     preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
     all_cells = cells(preset, data, root)
     check_cells(all_cells)  # every config and data set checked before the folder is claimed
-    claim_folder(out, {"experiment": "decoupling", "preset": preset_name, "data": data, "root": root,
-                       "config": preset})
+    claim_folder(out, {"experiment": "decoupling", "preset": preset_name, "data": data, "root": root, "config": preset})
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     rows = summarise(results)
     seed0 = [c for c in results if c.cell.config.train.seed == preset["seeds"][0]]
     # one-codebook variants have no pairs: only DQ and coupled have an MI matrix
-    panels = [(c.cell.labels["variant"], np.array(c.result.levels[0].mutual_information)) for c in seed0
-              if c.result.levels[0].mutual_information is not None]
-    figure = figures.mi_matrices(panels, out / "mutual_information.png",
-                                 title=f"Mutual information between codebooks, seed {preset['seeds'][0]} (nats)")
+    panels = [
+        (c.cell.labels["variant"], np.array(c.result.levels[0].mutual_information))
+        for c in seed0
+        if c.result.levels[0].mutual_information is not None
+    ]
+    figure = figures.mi_matrices(
+        panels,
+        out / "mutual_information.png",
+        title=f"Mutual information between codebooks, seed {preset['seeds'][0]} (nats)",
+    )
     table = format_rows(rows)
-    write_json(out / "results.json", {"experiment": "decoupling", "preset": preset_name, "data": data,
-                                      "config": preset, "rows": rows_json(rows), "cells": cells_json(results)})
-    write_text(out / "results.md",
-               f"# Implicit decoupling ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
-               f"Single-level network, M={preset['num_codebooks']}, K={preset['codebook_size']}, "
-               f"D={preset['code_dim']}, {preset['steps']} steps per run; mean ± std over seeds on the test "
-               f"split. Information: the joint entropy of a position's codes (plug-in), in bits.\n\n"
-               f"{table}\n\n![MI]({figure.name})\n\nPaper (CIFAR-10): DQ-AE 3.14 vs VQ-VAE 4.36 bits/dim.\n")
+    write_json(
+        out / "results.json",
+        {
+            "experiment": "decoupling",
+            "preset": preset_name,
+            "data": data,
+            "config": preset,
+            "rows": rows_json(rows),
+            "cells": cells_json(results),
+        },
+    )
+    write_text(
+        out / "results.md",
+        f"# Implicit decoupling ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
+        f"Single-level network, M={preset['num_codebooks']}, K={preset['codebook_size']}, "
+        f"D={preset['code_dim']}, {preset['steps']} steps per run; mean ± std over seeds on the test "
+        f"split. Information: the joint entropy of a position's codes (plug-in), in bits.\n\n"
+        f"{table}\n\n![MI]({figure.name})\n\nPaper (CIFAR-10): DQ-AE 3.14 vs VQ-VAE 4.36 bits/dim.\n",
+    )
     return DecouplingOutcome(table, rows, out)

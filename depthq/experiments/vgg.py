@@ -39,8 +39,7 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 
 # Configuration "D": output channels of each 3x3 conv, "M" = 2x2 max-pool.
-CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                                 512, 512, 512, "M", 512, 512, 512, "M")
+CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 PREPROCESS = ("torchvision", "caffe")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB in [0, 1], torchvision weights
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,11 +110,12 @@ class VGG16Features(nn.Module):
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 RGB (B, 3, H, W) -> the float input the weights expect."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 RGB images (B, 3, H, W), got {images.dtype} "
-                             f"{tuple(images.shape)}")
+            raise ValueError(f"expected uint8 RGB images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         if images.shape[2] % 32 or images.shape[3] % 32:
-            raise ValueError(f"image height and width must be multiples of 32 (5 poolings), got "
-                             f"{tuple(images.shape[2:])}; the paper's features use 224x224")
+            raise ValueError(
+                f"image height and width must be multiples of 32 (5 poolings), got "
+                f"{tuple(images.shape[2:])}; the paper's features use 224x224"
+            )
         x = (images.float() - self.mean) * self.scale  # (B, 3, H, W), still RGB
         return x.flip(1) if self.preprocess == "caffe" else x  # Caffe weights read BGR
 
@@ -149,19 +149,27 @@ def check_state_dict(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
         expected[f"{prefix}.weight"] = shape
         expected[f"{prefix}.bias"] = shape[:1]
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k}: expected {expected[k]}, got {tuple(state[k].shape)}"
-             for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k}: expected {expected[k]}, got {tuple(state[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     extra = sorted(k for k in state if k.startswith("features.") and k not in expected)
     if missing or wrong or extra:
         raise ValueError(
             f"{where} is not a torchvision-style VGG-16 (configuration D, no batch norm) state dict: "
-            + "; ".join(filter(None, [
-                f"missing keys {missing}" if missing else "",
-                f"wrong shapes [{', '.join(wrong)}]" if wrong else "",
-                f"unexpected keys {extra[:6]}{' ...' if len(extra) > 6 else ''}" if extra else "",
-            ]))
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing keys {missing}" if missing else "",
+                        f"wrong shapes [{', '.join(wrong)}]" if wrong else "",
+                        f"unexpected keys {extra[:6]}{' ...' if len(extra) > 6 else ''}" if extra else "",
+                    ],
+                )
+            )
             + f"; expected the 26 keys features.N.weight / features.N.bias, N in "
-              f"{[p.split('.')[1] for p, _ in conv_keys()]}"
+            f"{[p.split('.')[1] for p, _ in conv_keys()]}"
         )
     return {k: state[k].float() for k in expected}
 
@@ -186,8 +194,10 @@ def onnx_conv_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     except ImportError as err:
         missing = getattr(err, "name", None) or "onnx"
         what = "the `onnx` package" if missing == "onnx" else f"onnx's dependency `{missing}` (onnx imports it)"
-        raise FileNotFoundError(f"{what} is needed to read {path} and could not be imported ({err}): "
-                                f"pip install {missing}; or {WEIGHTS_HINT}") from err
+        raise FileNotFoundError(
+            f"{what} is needed to read {path} and could not be imported ({err}): "
+            f"pip install {missing}; or {WEIGHTS_HINT}"
+        ) from err
     graph = onnx.load(str(path)).graph
     inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
@@ -236,8 +246,9 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
         model = VGG16Features(preprocess="torchvision")
         model.load_state_dict(check_state_dict(_read_state_dict(path), str(path)))
         stat = path.stat()
-        model.weight_source = (f"torchvision-style state dict {path.resolve()} "
-                               f"({stat.st_size} bytes, mtime {int(stat.st_mtime)})")
+        model.weight_source = (
+            f"torchvision-style state dict {path.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)})"
+        )
     else:
         path = onnx_model_path()
         if path is None:
@@ -250,7 +261,9 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
             release = version(ONNX_DISTRIBUTION)
         except PackageNotFoundError:
             release = "unknown version"
-        model.weight_source = (f"{ONNX_DISTRIBUTION} {release} ONNX VGG-16 (Keras ImageNet conv weights, "
-                               f"Caffe preprocessing), {path.stat().st_size} bytes")
+        model.weight_source = (
+            f"{ONNX_DISTRIBUTION} {release} ONNX VGG-16 (Keras ImageNet conv weights, "
+            f"Caffe preprocessing), {path.stat().st_size} bytes"
+        )
     log.info("VGG-16 weights: %s", model.weight_source)
     return model.eval()

@@ -82,15 +82,16 @@ def crop_grid(height: int, width: int, scale: int, stride: int | None) -> tuple[
     return (new_h, new_w), [(y, x) for y in starts(new_h) for x in starts(new_w)]
 
 
-def _crops(source: Source, scales: Sequence[int],
-           stride: int | None) -> Iterator[tuple[np.ndarray, tuple[int, int, int]]]:
+def _crops(
+    source: Source, scales: Sequence[int], stride: int | None
+) -> Iterator[tuple[np.ndarray, tuple[int, int, int]]]:
     """uint8 (3, 224, 224) crops of one source, with (scale, top, left)."""
     image = source.load().convert("RGB")
     for scale in scales:
         (h, w), corners = crop_grid(*source.size, scale, stride)
         resized = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR)).transpose(2, 0, 1)  # (3, h, w)
         for y, x in corners:
-            yield np.ascontiguousarray(resized[:, y:y + CROP, x:x + CROP]), (scale, y, x)
+            yield np.ascontiguousarray(resized[:, y : y + CROP, x : x + CROP]), (scale, y, x)
 
 
 def photo_sources() -> list[Source]:
@@ -106,7 +107,9 @@ def _open_rgb(path: Path) -> Image.Image:
         with Image.open(path) as im:
             return to_rgb(im)  # 16-bit greyscale scaled, not clipped
     except OSError as err:
-        raise ValueError(f"cannot read image {path} ({err}): corrupt or truncated? expected a PNG or JPEG file") from err
+        raise ValueError(
+            f"cannot read image {path} ({err}): corrupt or truncated? expected a PNG or JPEG file"
+        ) from err
 
 
 def folder_sources(root: Path) -> tuple[list[Source], list[tuple[str, int, int]]]:
@@ -137,19 +140,31 @@ def _extract(model: torch.nn.Module, batch: list[np.ndarray], device: torch.devi
     return y.cpu().numpy()
 
 
-def _build(folder: Path, model: torch.nn.Module, sources: list[Source], scales: tuple[int, ...],
-           stride: int | None, batch_size: int, device: torch.device) -> dict[str, Any]:
+def _build(
+    folder: Path,
+    model: torch.nn.Module,
+    sources: list[Source],
+    scales: tuple[int, ...],
+    stride: int | None,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
     counts = {False: 0, True: 0}
     for s in sources:
         counts[s.test] += sum(len(crop_grid(*s.size, scale, stride)[1]) for scale in scales)
     if not counts[False] or not counts[True]:
-        raise ValueError(f"need train and test crops, got {counts[False]} train / {counts[True]} test "
-                         f"from {len(sources)} images; add images (a folder needs at least two)")
+        raise ValueError(
+            f"need train and test crops, got {counts[False]} train / {counts[True]} test "
+            f"from {len(sources)} images; add images (a folder needs at least two)"
+        )
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        arrays = {t: stack.enter_context(cache.npy_writer(folder / f"{'test' if t else 'train'}.npy",
-                                                          (counts[t], *FEATURE_SHAPE), np.float32))
-                  for t in (False, True)}
+        arrays = {
+            t: stack.enter_context(
+                cache.npy_writer(folder / f"{'test' if t else 'train'}.npy", (counts[t], *FEATURE_SHAPE), np.float32)
+            )
+            for t in (False, True)
+        }
         index = {False: [], True: []}  # (source, scale, top, left) per crop
         pending: dict[bool, list[np.ndarray]] = {False: [], True: []}
         bar = stack.enter_context(tqdm(total=sum(counts.values()), desc="VGG-16 features", unit="crop"))
@@ -157,7 +172,7 @@ def _build(folder: Path, model: torch.nn.Module, sources: list[Source], scales: 
         def flush(t: bool) -> None:
             if pending[t]:
                 done = len(index[t]) - len(pending[t])
-                arrays[t][done:len(index[t])] = _extract(model, pending[t], device)
+                arrays[t][done : len(index[t])] = _extract(model, pending[t], device)
                 bar.update(len(pending[t]))
                 pending[t].clear()
 
@@ -171,12 +186,21 @@ def _build(folder: Path, model: torch.nn.Module, sources: list[Source], scales: 
         flush(True)
     for t in (False, True):
         cache.save_npy(folder / f"{'test' if t else 'train'}_crops.npy", np.asarray(index[t], np.int32).reshape(-1, 4))
-    return {"train_crops": counts[False], "test_crops": counts[True], "extraction_seconds": time.perf_counter() - start,
-            "sources": [s.name for s in sources]}
+    return {
+        "train_crops": counts[False],
+        "test_crops": counts[True],
+        "extraction_seconds": time.perf_counter() - start,
+        "sources": [s.name for s in sources],
+    }
 
 
-def features(model: torch.nn.Module, preset: CropSettings, *, folder: str | Path | None = None,
-             device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def features(
+    model: torch.nn.Module,
+    preset: CropSettings,
+    *,
+    folder: str | Path | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train and test features (N, 512, 7, 7) float32 (memory-mapped) and a description of them.
 
     ``model`` maps uint8 RGB (B, 3, 224, 224) to (B, 512, 7, 7) and names its weights in a
@@ -199,15 +223,24 @@ def features(model: torch.nn.Module, preset: CropSettings, *, folder: str | Path
     entry = cache.cache_root() / "vgg16-features" / f"{kind}-{key}"
     model = model.to(device).eval()
     arrays, meta = cache.cached_arrays(
-        entry, ("train", "test", "train_crops", "test_crops"),
-        lambda out: _build(out, model, sources, scales, stride, preset.batch_size, device))
+        entry,
+        ("train", "test", "train_crops", "test_crops"),
+        lambda out: _build(out, model, sources, scales, stride, preset.batch_size, device),
+    )
     names = meta["sources"]
     info = {
-        "images": what, "weight_source": weight_source, "preprocess": getattr(model, "preprocess", None),
-        "crop_size": CROP, "scales": list(scales), "stride": stride, "feature_shape": list(FEATURE_SHAPE),
-        "train_crops": meta["train_crops"], "test_crops": meta["test_crops"],
+        "images": what,
+        "weight_source": weight_source,
+        "preprocess": getattr(model, "preprocess", None),
+        "crop_size": CROP,
+        "scales": list(scales),
+        "stride": stride,
+        "feature_shape": list(FEATURE_SHAPE),
+        "train_crops": meta["train_crops"],
+        "test_crops": meta["test_crops"],
         "train_images": sorted({names[i] for i in np.unique(arrays["train_crops"][:, 0])}),
         "test_images": sorted({names[i] for i in np.unique(arrays["test_crops"][:, 0])}),
-        "extraction_seconds": meta["extraction_seconds"], "cache": str(entry),
+        "extraction_seconds": meta["extraction_seconds"],
+        "cache": str(entry),
     }
     return arrays["train"], arrays["test"], info

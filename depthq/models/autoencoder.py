@@ -45,9 +45,14 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, codebook_size: int, config: ModelConfig) -> None:
         super().__init__()
         m, d = config.num_codebooks, config.code_dim
-        kwargs = dict(beta=config.beta, decay=config.decay, learning=config.learning,
-                      dead_code_threshold=config.dead_code_threshold,
-                      kmeans_init=config.kmeans_init, search=config.search)
+        kwargs = dict(
+            beta=config.beta,
+            decay=config.decay,
+            learning=config.learning,
+            dead_code_threshold=config.dead_code_threshold,
+            kmeans_init=config.kmeans_init,
+            search=config.search,
+        )
         if config.quantizer == "dq":
             self.project = nn.Conv2d(in_channels, m * d, 1)
             self.quantizer = DepthwiseQuantizer(m, codebook_size, d, **kwargs)
@@ -116,9 +121,7 @@ class HierarchicalAutoencoder(nn.Module):
         )
         # top-down: conditioners[l] decodes quantized level l+1 to level l's resolution
         q_ch = c.bottleneck_channels
-        self.conditioners = nn.ModuleList(
-            Decoder(q_ch, ch, ch, stride=2, **coder) for _ in range(n_levels - 1)
-        )
+        self.conditioners = nn.ModuleList(Decoder(q_ch, ch, ch, stride=2, **coder) for _ in range(n_levels - 1))
         # upsamplers[l]: quantized level l -> (B, ch, H/stride, W/stride)
         self.upsamplers = nn.ModuleList(self._upsampler(level) for level in range(n_levels))
         self.decoder = nn.Sequential(
@@ -130,8 +133,7 @@ class HierarchicalAutoencoder(nn.Module):
         # one seed get identical weights everywhere outside their bottlenecks.
         with torch.random.fork_rng(devices=[]):
             self.bottlenecks = nn.ModuleList(
-                Bottleneck(ch if level == n_levels - 1 else 2 * ch, k, c)
-                for level, k in enumerate(c.codebook_sizes)
+                Bottleneck(ch if level == n_levels - 1 else 2 * ch, k, c) for level, k in enumerate(c.codebook_sizes)
             )
 
     def _upsampler(self, level: int) -> nn.Module:
@@ -229,8 +231,9 @@ class HierarchicalAutoencoder(nn.Module):
         return self._decode_maps(maps)
 
     @torch.no_grad()
-    def reconstruct(self, codes: Sequence[Tensor | None], kind: str = "mean",
-                    generator: torch.Generator | None = None) -> Tensor:
+    def reconstruct(
+        self, codes: Sequence[Tensor | None], kind: str = "mean", generator: torch.Generator | None = None
+    ) -> Tensor:
         """Codes -> uint8 image from p(x|z): its ``"mean"`` (the default, used for MSE/PSNR and
         pictures), its ``"mode"``, or a ``"sample"``."""
         params = self.decode(codes)

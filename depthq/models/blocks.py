@@ -33,8 +33,7 @@ def _res_stack(channels: int, res_channels: int, res_blocks: int) -> list[nn.Mod
 class Encoder(nn.Sequential):
     """(B, C_in, H, W) -> (B, channels, H/stride, W/stride), stride 2 or 4."""
 
-    def __init__(self, in_channels: int, channels: int, res_blocks: int, res_channels: int,
-                 stride: int) -> None:
+    def __init__(self, in_channels: int, channels: int, res_blocks: int, res_channels: int, stride: int) -> None:
         if stride == 4:
             layers: list[nn.Module] = [
                 nn.Conv2d(in_channels, channels // 2, 4, stride=2, padding=1),
@@ -60,8 +59,9 @@ class Decoder(nn.Sequential):
     With stride 1 there is no upsampling layer and ``out_channels`` must equal ``channels``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int, res_blocks: int,
-                 res_channels: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, channels: int, res_blocks: int, res_channels: int, stride: int
+    ) -> None:
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1)]
         layers += _res_stack(channels, res_channels, res_blocks)
         layers.append(nn.ReLU(inplace=True))
@@ -75,9 +75,7 @@ class Decoder(nn.Sequential):
             layers.append(nn.ConvTranspose2d(channels, out_channels, 4, stride=2, padding=1))
         elif stride == 1:
             if out_channels != channels:
-                raise ValueError(
-                    f"a stride-1 Decoder outputs its {channels} channels, got out_channels={out_channels}"
-                )
+                raise ValueError(f"a stride-1 Decoder outputs its {channels} channels, got out_channels={out_channels}")
         else:
             raise ValueError(f"Decoder stride must be 1, 2 or 4, got {stride}")
         super().__init__(*layers)

@@ -70,8 +70,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.codebook_sizes = list(self.codebook_sizes)
-        for name in ("image_channels", "image_size", "channels", "res_channels",
-                     "num_codebooks", "code_dim", "mixtures", "coder_blocks"):
+        for name in (
+            "image_channels",
+            "image_size",
+            "channels",
+            "res_channels",
+            "num_codebooks",
+            "code_dim",
+            "mixtures",
+            "coder_blocks",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be an int >= 1, got {value!r}")
@@ -143,8 +151,9 @@ class ModelConfig:
         """Rate under a uniform prior: sum over levels of positions * codebooks * log2 K."""
         size = image_size or self.image_size
         self.check_image_size(size)
-        return sum((size // self.level_stride(level)) ** 2 * self.bits_per_position(level)
-                   for level in range(self.num_levels))
+        return sum(
+            (size // self.level_stride(level)) ** 2 * self.bits_per_position(level) for level in range(self.num_levels)
+        )
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -169,10 +178,18 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "official": ModelConfig(),
     "paper-22m": ModelConfig(channels=176, res_channels=176),
-    "small": ModelConfig(channels=64, res_channels=32, res_blocks=1, coder_blocks=1,
-                         codebook_sizes=[64, 64], num_codebooks=4, code_dim=16),
-    "tiny": ModelConfig(channels=16, res_channels=8, res_blocks=1, coder_blocks=1,
-                        codebook_sizes=[16, 16], num_codebooks=2, code_dim=4),
+    "small": ModelConfig(
+        channels=64,
+        res_channels=32,
+        res_blocks=1,
+        coder_blocks=1,
+        codebook_sizes=[64, 64],
+        num_codebooks=4,
+        code_dim=16,
+    ),
+    "tiny": ModelConfig(
+        channels=16, res_channels=8, res_blocks=1, coder_blocks=1, codebook_sizes=[16, 16], num_codebooks=2, code_dim=4
+    ),
 }
 
 

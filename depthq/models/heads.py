@@ -15,8 +15,9 @@ computed in fp32 with autocast off, whatever the dtype of the decoder's output.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -131,8 +132,8 @@ class LikelihoodHead(nn.Module):
 
     def expected(self, params: Tensor) -> Tensor:
         """E[normalise(x) | z] before rounding, differentiable: (B, P, H, W) -> fp32 (B, C, H, W)
-        in [-1, 1] (the mse head's prediction as it is, not clamped). ``mean`` rounds it to pixels; ``model.mse_weight`` trains it as a
-        reconstruction (an auxiliary squared error next to the likelihood)."""
+        in [-1, 1] (the mse head's prediction as it is, not clamped). ``mean`` rounds it to pixels;
+        ``model.mse_weight`` trains it as a reconstruction (an auxiliary squared error next to the likelihood)."""
         self._check(params)
         with _fp32(params) as p:
             return self._expected(p)
@@ -162,10 +163,17 @@ class LikelihoodHead(nn.Module):
             raise ValueError(f"channel must be in [0, {self.image_channels}), got {channel}")
         self._check(params)
         b, _, h, w = params.shape
-        if (x.dtype != torch.uint8 or x.dim() != 4 or x.shape[0] != b or x.shape[1] < channel
-                or tuple(x.shape[2:]) != (h, w)):
-            raise ValueError(f"channel_probs expects pixels x as uint8 (B={b}, >= {channel}, {h}, {w}) "
-                             f"holding the channels before {channel}, got {x.dtype} of shape {tuple(x.shape)}")
+        if (
+            x.dtype != torch.uint8
+            or x.dim() != 4
+            or x.shape[0] != b
+            or x.shape[1] < channel
+            or tuple(x.shape[2:]) != (h, w)
+        ):
+            raise ValueError(
+                f"channel_probs expects pixels x as uint8 (B={b}, >= {channel}, {h}, {w}) "
+                f"holding the channels before {channel}, got {x.dtype} of shape {tuple(x.shape)}"
+            )
         with _fp32(params) as p:
             return self._channel_probs(p, x[:, :channel], channel)
 
@@ -333,8 +341,7 @@ class DMoLHead(LikelihoodHead):
         mean = mix.means[:, channel]
         if channel > 0:
             log_w = F.log_softmax(log_w + self._component_log_probs(mix, known).sum(1), dim=1)
-            mean = mean + torch.einsum("binhw,bihw->bnhw", mix.coupling[:, channel, :channel],
-                                       normalise(known))
+            mean = mean + torch.einsum("binhw,bihw->bnhw", mix.coupling[:, channel, :channel], normalise(known))
         return log_w.exp(), mean, torch.exp(-mix.log_scales[:, channel])
 
     def _channel_probs(self, p: Tensor, known: Tensor, channel: int) -> Tensor:
@@ -345,8 +352,9 @@ class DMoLHead(LikelihoodHead):
         weights, mean, inv_s = self._conditional(self.split(p), known, channel)
         w = weights.permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, n, 1)
         cdf = (_edge_cdfs(mean, inv_s) * w).sum(-2)  # (B, H, W, 255)
-        probs = torch.diff(cdf, dim=-1, prepend=torch.zeros_like(cdf[..., :1]),
-                           append=torch.ones_like(cdf[..., :1])).clamp_(min=0.0)  # (B, H, W, 256)
+        probs = torch.diff(
+            cdf, dim=-1, prepend=torch.zeros_like(cdf[..., :1]), append=torch.ones_like(cdf[..., :1])
+        ).clamp_(min=0.0)  # (B, H, W, 256)
         return probs.permute(0, 3, 1, 2)
 
     def _pick(self, mix: MixtureParams, component: Tensor) -> tuple[Tensor, Tensor, Tensor]:

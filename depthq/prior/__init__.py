@@ -33,5 +33,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'depthq.prior' has no attribute {name!r}")
 
 
-__all__ = ["CodeLayout", "PriorConfig", "PriorInfo", "PriorModel", "PriorRunConfig", "PriorTrainConfig",
-           "load_prior", "load_prior_config", "save_prior", "state_digest", "train_prior"]
+__all__ = [
+    "CodeLayout",
+    "PriorConfig",
+    "PriorInfo",
+    "PriorModel",
+    "PriorRunConfig",
+    "PriorTrainConfig",
+    "load_prior",
+    "load_prior_config",
+    "save_prior",
+    "state_digest",
+    "train_prior",
+]

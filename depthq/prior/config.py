@@ -22,9 +22,10 @@ from pathlib import Path
 
 import yaml
 
+from depthq.config import PRECISIONS, _build, _check_int, apply_overrides
+
 # the section builder and checks of the run config, so that both read and fail the same way
 from depthq.errors import ConfigError, MissingFileError
-from depthq.config import PRECISIONS, _build, _check_int, apply_overrides
 
 ORDERS = ("joint", "sequential")
 
@@ -108,9 +109,17 @@ class PriorTrainConfig:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("num_nodes", 1),
-                          ("seed", 0), ("eval_batch_size", 1), ("val_every", 1),
-                          ("checkpoint_every", 1), ("log_every", 1)):
+        for name, low in (
+            ("steps", 1),
+            ("batch_size", 1),
+            ("warmup_steps", 0),
+            ("num_nodes", 1),
+            ("seed", 0),
+            ("eval_batch_size", 1),
+            ("val_every", 1),
+            ("checkpoint_every", 1),
+            ("log_every", 1),
+        ):
             _check_int(f"train.{name}", getattr(self, name), low)
         for name in ("max_train_images", "max_val_images"):
             if getattr(self, name) is not None:
@@ -148,10 +157,13 @@ class PriorRunConfig:
             raise ConfigError(f"a prior config is a mapping with prior and train; got {type(tree).__name__}")
         unknown = sorted(set(tree) - {"prior", "train"})
         if unknown:
-            raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                             "in a prior config; valid sections: prior, train")
-        return cls(_build(PriorConfig, tree.get("prior"), "prior"),
-                   _build(PriorTrainConfig, tree.get("train"), "train"))
+            raise ConfigError(
+                f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                "in a prior config; valid sections: prior, train"
+            )
+        return cls(
+            _build(PriorConfig, tree.get("prior"), "prior"), _build(PriorTrainConfig, tree.get("train"), "train")
+        )
 
 
 def load_prior_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> PriorRunConfig:

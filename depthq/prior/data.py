@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from depthq.errors import ConfigError, CorruptFileError
 from depthq.data import ImageSet, dataset_info, get_dataset
 from depthq.data.cache import cache_key, cache_root, cached_arrays, save_npy
+from depthq.errors import ConfigError, CorruptFileError
 from depthq.io import read_export
 from depthq.prior.layout import CodeLayout
 
@@ -57,24 +57,33 @@ class RunData:
         the last stage's image size (imagenet32 or imagenet64 for a progressive run)."""
         run = read_export(run_dir, weights).run
         if run is None:
-            raise ConfigError(f"{run_dir} records no run config (saved outside depthq train): its data "
-                             "set is unknown")
+            raise ConfigError(f"{run_dir} records no run config (saved outside depthq train): its data set is unknown")
         dm = run.datamodule()
         size = dm.stages[-1].image_size
         name, _ = dm.source(size)
         val_fraction = run.data.val_fraction
         if not val_fraction:
-            log.warning("the run kept no val split: the prior validates on %.0f%% of the training "
-                        "images, held out from its own training", 100 * FALLBACK_VAL_FRACTION)
+            log.warning(
+                "the run kept no val split: the prior validates on %.0f%% of the training "
+                "images, held out from its own training",
+                100 * FALLBACK_VAL_FRACTION,
+            )
             val_fraction = FALLBACK_VAL_FRACTION
-        return cls(name, run.data.root, int(size), model.config.image_channels, float(val_fraction),
-                   int(run.train.seed))
+        return cls(
+            name, run.data.root, int(size), model.config.image_channels, float(val_fraction), int(run.train.seed)
+        )
 
     def images(self, split: str) -> ImageSet:
         """The ``split`` ("train", "val", "test") of the run's data set."""
         size = self.image_size if dataset_info(self.name).native_size is None else None
-        return get_dataset(self.name, split, root=self.root, image_size=size,
-                           val_fraction=0.0 if split == "test" else self.val_fraction, seed=self.seed)
+        return get_dataset(
+            self.name,
+            split,
+            root=self.root,
+            image_size=size,
+            val_fraction=0.0 if split == "test" else self.val_fraction,
+            seed=self.seed,
+        )
 
 
 def subset_rows(n: int, max_images: int | None, seed: int) -> torch.Tensor:
@@ -85,21 +94,37 @@ def subset_rows(n: int, max_images: int | None, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_sequences(model, images: ImageSet, rows: torch.Tensor, layout: CodeLayout, *,
-                     batch_size: int = 256, progress: bool = True, desc: str = "encoding") -> np.ndarray:
+def encode_sequences(
+    model,
+    images: ImageSet,
+    rows: torch.Tensor,
+    layout: CodeLayout,
+    *,
+    batch_size: int = 256,
+    progress: bool = True,
+    desc: str = "encoding",
+) -> np.ndarray:
     """Codes of ``images[rows]`` as sequences (N, T, M) uint16, encoded in fp32."""
     device = next(model.parameters()).device
     out = np.empty((len(rows), layout.total_positions, layout.codebooks), dtype=np.uint16)
     with torch.autocast(device.type, enabled=False):
-        for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=not progress,
-                          leave=False):
+        for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
             x = images.batch(rows[start : start + batch_size]).to(device)
             out[start : start + len(x)] = layout.to_sequence(model.encode(x)).cpu().numpy()
     return out
 
 
-def cached_codes(model, digest: str, data: RunData, split: str, layout: CodeLayout, *,
-                 max_images: int | None = None, batch_size: int = 256, progress: bool = True) -> np.ndarray:
+def cached_codes(
+    model,
+    digest: str,
+    data: RunData,
+    split: str,
+    layout: CodeLayout,
+    *,
+    max_images: int | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> np.ndarray:
     """The code sequences (N, T, M) uint16 of a split, from the cache or encoded into it.
 
     ``digest`` names the weights (``state_digest(model)``); a different model, split, data
@@ -111,14 +136,16 @@ def cached_codes(model, digest: str, data: RunData, split: str, layout: CodeLayo
     def build(folder: Path) -> dict:
         images = data.images(split)
         rows = subset_rows(len(images), max_images, data.seed)
-        codes = encode_sequences(model, images, rows, layout, batch_size=batch_size, progress=progress,
-                                 desc=f"encoding the {split} split")
+        codes = encode_sequences(
+            model, images, rows, layout, batch_size=batch_size, progress=progress, desc=f"encoding the {split} split"
+        )
         save_npy(folder / "codes.npy", codes)
-        return {"images": len(rows), "split": split, "data": data.name, "digest": digest,
-                "layout": layout.to_dict()}
+        return {"images": len(rows), "split": split, "data": data.name, "digest": digest, "layout": layout.to_dict()}
 
     arrays, meta = cached_arrays(folder, ("codes",), build, mmap=False)
     codes = arrays["codes"]
     if codes.shape[1:] != (layout.total_positions, layout.codebooks):
-        raise CorruptFileError(f"cached codes in {folder} have shape {codes.shape}, not of this layout; delete the folder")
+        raise CorruptFileError(
+            f"cached codes in {folder} have shape {codes.shape}, not of this layout; delete the folder"
+        )
     return codes

@@ -18,8 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from depthq.errors import CorruptFileError, MissingFileError
 from depthq.atomic import atomic_write, write_json
+from depthq.errors import CorruptFileError, MissingFileError
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.prior.config import PriorConfig
 from depthq.prior.layout import CodeLayout
@@ -80,17 +80,32 @@ class PriorInfo:
         return None if counts is None else EmpiricalPrior.fit([torch.tensor(c) for c in counts])
 
 
-def save_prior(prior: PriorModel, folder: str | os.PathLike, *, image_size: int, image_channels: int,
-               autoencoder_digest: str, metadata: dict | None = None) -> Path:
+def save_prior(
+    prior: PriorModel,
+    folder: str | os.PathLike,
+    *,
+    image_size: int,
+    image_channels: int,
+    autoencoder_digest: str,
+    metadata: dict | None = None,
+) -> Path:
     """Write ``prior.safetensors`` and ``prior.json`` into ``folder`` (atomically)."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in prior.state_dict().items()}
     weights = atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp))
-    write_json(folder / META, {
-        "format_version": FORMAT_VERSION, "layout": prior.layout.to_dict(), "prior": prior.config.to_dict(),
-        "image_size": image_size, "image_channels": image_channels,
-        "autoencoder_digest": autoencoder_digest, "digest": state_digest(prior), **(metadata or {}),
-    })
+    write_json(
+        folder / META,
+        {
+            "format_version": FORMAT_VERSION,
+            "layout": prior.layout.to_dict(),
+            "prior": prior.config.to_dict(),
+            "image_size": image_size,
+            "image_channels": image_channels,
+            "autoencoder_digest": autoencoder_digest,
+            "digest": state_digest(prior),
+            **(metadata or {}),
+        },
+    )
     return weights
 
 
@@ -100,8 +115,9 @@ def prior_folder(path: str | os.PathLike) -> Path:
     return path if (path / META).is_file() else path / PRIOR_DIR
 
 
-def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
-               map_location: str | torch.device = "cpu") -> tuple[PriorModel, PriorInfo]:
+def load_prior(
+    path: str | os.PathLike, *, model: nn.Module | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[PriorModel, PriorInfo]:
     """Load a trained prior (eval mode) from a run directory (``RUN_DIR/prior``) or its folder.
 
     Args:
@@ -112,14 +128,22 @@ def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
     folder = prior_folder(path)
     meta_path, weights = folder / META, folder / WEIGHTS
     if not meta_path.is_file() or not weights.is_file():
-        raise MissingFileError(f"no trained prior in {folder} (expected {META} and {WEIGHTS}); "
-                                f"train one with `depthq prior train {path}`")
+        raise MissingFileError(
+            f"no trained prior in {folder} (expected {META} and {WEIGHTS}); train one with `depthq prior train {path}`"
+        )
     try:
         meta = json.loads(meta_path.read_text())
         layout, config = CodeLayout.from_dict(meta["layout"]), PriorConfig(**meta["prior"])
-        info = PriorInfo(folder, layout, config, int(meta["image_size"]), int(meta["image_channels"]),
-                         meta["autoencoder_digest"], meta["digest"],
-                         {k: v for k, v in meta.items() if k not in ("layout", "prior")})
+        info = PriorInfo(
+            folder,
+            layout,
+            config,
+            int(meta["image_size"]),
+            int(meta["image_channels"]),
+            meta["autoencoder_digest"],
+            meta["digest"],
+            {k: v for k, v in meta.items() if k not in ("layout", "prior")},
+        )
     except (ValueError, KeyError, TypeError) as err:
         raise CorruptFileError(f"{meta_path} is not a valid prior description ({type(err).__name__}: {err})") from None
     prior = PriorModel(layout, config)
@@ -131,7 +155,9 @@ def load_prior(path: str | os.PathLike, *, model: nn.Module | None = None,
     if state_digest(prior) != info.digest:
         raise CorruptFileError(f"{weights} does not match the digest in {meta_path}: the file was changed or damaged")
     if model is not None and state_digest(model) != info.autoencoder_digest:
-        raise CorruptFileError(f"the prior in {folder} was trained on other autoencoder weights than the "
-                         f"model given (digest {info.autoencoder_digest[:12]}... vs {state_digest(model)[:12]}...); "
-                         "train a prior for these weights with `depthq prior train`")
+        raise CorruptFileError(
+            f"the prior in {folder} was trained on other autoencoder weights than the "
+            f"model given (digest {info.autoencoder_digest[:12]}... vs {state_digest(model)[:12]}...); "
+            "train a prior for these weights with `depthq prior train`"
+        )
     return prior, info

@@ -35,8 +35,9 @@ class CodeLayout:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
         object.__setattr__(self, "grids", tuple((int(h), int(w)) for h, w in self.grids))
         if not self.codebook_sizes or len(self.codebook_sizes) != len(self.grids):
-            raise ValueError(f"a layout needs one grid per level: {len(self.codebook_sizes)} codebook "
-                             f"sizes, {len(self.grids)} grids")
+            raise ValueError(
+                f"a layout needs one grid per level: {len(self.codebook_sizes)} codebook sizes, {len(self.grids)} grids"
+            )
         if self.codebooks < 1 or min(self.codebook_sizes) < 1 or min(min(g) for g in self.grids) < 1:
             raise ValueError(f"codebooks, codebook sizes and grid sides must be >= 1, got {self}")
         if max(self.codebook_sizes) > 2**16:
@@ -46,7 +47,7 @@ class CodeLayout:
     def of(cls, model_config, image_size: int) -> CodeLayout:
         """The layout of a ``ModelConfig``'s codes for square images of side ``image_size``."""
         model_config.check_image_size(image_size)
-        grids = tuple((image_size // model_config.level_stride(l),) * 2 for l in range(model_config.num_levels))
+        grids = tuple((image_size // model_config.level_stride(lv),) * 2 for lv in range(model_config.num_levels))
         return cls(tuple(model_config.codebook_sizes), model_config.codebooks_per_level, grids)
 
     @property
@@ -65,26 +66,27 @@ class CodeLayout:
     @property
     def total_positions(self) -> int:
         """T: positions of all levels, the length of the sequence."""
-        return sum(self.positions(l) for l in range(self.levels))
+        return sum(self.positions(lv) for lv in range(self.levels))
 
     def level_of_position(self) -> Tensor:
         """(T,) int64: the level of each sequence position."""
-        return torch.cat([torch.full((self.positions(l),), l, dtype=torch.int64) for l in self.order])
+        return torch.cat([torch.full((self.positions(lv),), lv, dtype=torch.int64) for lv in self.order])
 
     def to_sequence(self, codes: Sequence[Tensor]) -> Tensor:
         """Per-level codes (B, M, h_l, w_l), bottom first -> (B, T, M) int64 in sequence order."""
         self.check(codes, values=False)
-        return torch.cat([codes[l].long().flatten(2).transpose(1, 2) for l in self.order], 1)
+        return torch.cat([codes[lv].long().flatten(2).transpose(1, 2) for lv in self.order], 1)
 
     def from_sequence(self, sequence: Tensor) -> list[Tensor]:
         """(B, T, M) -> per-level codes (B, M, h_l, w_l) int64, bottom first."""
         if sequence.dim() != 3 or sequence.shape[1:] != (self.total_positions, self.codebooks):
-            raise ValueError(f"expected a code sequence (B, {self.total_positions}, {self.codebooks}), "
-                             f"got {tuple(sequence.shape)}")
-        parts = sequence.split([self.positions(l) for l in self.order], 1)
+            raise ValueError(
+                f"expected a code sequence (B, {self.total_positions}, {self.codebooks}), got {tuple(sequence.shape)}"
+            )
+        parts = sequence.split([self.positions(lv) for lv in self.order], 1)
         codes: list[Tensor] = [None] * self.levels  # type: ignore[list-item]
-        for l, part in zip(self.order, parts):
-            codes[l] = part.transpose(1, 2).reshape(-1, self.codebooks, *self.grids[l]).contiguous()
+        for lv, part in zip(self.order, parts):
+            codes[lv] = part.transpose(1, 2).reshape(-1, self.codebooks, *self.grids[lv]).contiguous()
         return codes
 
     def check(self, codes: Sequence[Tensor], *, values: bool = True) -> None:
@@ -92,22 +94,26 @@ class CodeLayout:
         ``values``, every code in [0, K_l): a host sync, for the edges of the API)."""
         if len(codes) != self.levels:
             raise ValueError(f"expected codes of {self.levels} levels, got {len(codes)}")
-        for l, (z, k) in enumerate(zip(codes, self.codebook_sizes)):
-            want = (self.codebooks, *self.grids[l])
+        for lv, z in enumerate(codes):
+            want = (self.codebooks, *self.grids[lv])
             if z.dim() != 4 or tuple(z.shape[1:]) != want or z.is_floating_point():
-                raise ValueError(f"level {l}: expected integer codes (B, {', '.join(map(str, want))}), "
-                                 f"got {z.dtype} {tuple(z.shape)}")
+                raise ValueError(
+                    f"level {lv}: expected integer codes (B, {', '.join(map(str, want))}), "
+                    f"got {z.dtype} {tuple(z.shape)}"
+                )
         if not values:
             return
-        for l, (z, k) in enumerate(zip(codes, self.codebook_sizes)):
+        for lv, (z, k) in enumerate(zip(codes, self.codebook_sizes)):
             if z.numel() and (int(z.min()) < 0 or int(z.max()) >= k):
-                raise ValueError(f"level {l}: codes must lie in [0, {k}), got {int(z.min())}..{int(z.max())}")
+                raise ValueError(f"level {lv}: codes must lie in [0, {k}), got {int(z.min())}..{int(z.max())}")
 
     def to_dict(self) -> dict:
-        return {"codebook_sizes": list(self.codebook_sizes), "codebooks": self.codebooks,
-                "grids": [list(g) for g in self.grids]}
+        return {
+            "codebook_sizes": list(self.codebook_sizes),
+            "codebooks": self.codebooks,
+            "grids": [list(g) for g in self.grids],
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> CodeLayout:
-        return cls(tuple(values["codebook_sizes"]), int(values["codebooks"]),
-                   tuple(tuple(g) for g in values["grids"]))
+        return cls(tuple(values["codebook_sizes"]), int(values["codebooks"]), tuple(tuple(g) for g in values["grids"]))

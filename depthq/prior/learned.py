@@ -41,10 +41,12 @@ class LearnedPrior:
     def __init__(self, model: PriorModel, info: PriorInfo) -> None:
         self.model, self.info = model, info
         step = info.metadata.get("step")
-        self.description = (f"learned prior {info.folder} ({model.config.order} order, "
-                            f"{model.num_parameters():,} parameters"
-                            + ("" if step is None else f", {step:,} training steps")
-                            + "): its teacher-forced NLL of the evaluated codes")
+        self.description = (
+            f"learned prior {info.folder} ({model.config.order} order, "
+            f"{model.num_parameters():,} parameters"
+            + ("" if step is None else f", {step:,} training steps")
+            + "): its teacher-forced NLL of the evaluated codes"
+        )
 
     def rate_bits(self, indices: Sequence[Tensor]) -> Tensor:
         """Per-level codes (B, M, h, w), bottom first -> (B,) float64 bits per image."""
@@ -59,8 +61,15 @@ class PriorChoice:
     note: str
 
 
-def choose_prior(run_dir: str | os.PathLike, option: str | None, model: nn.Module, image_size: int, *,
-                 weights_digest: str, device: str | torch.device = "cpu") -> PriorChoice:
+def choose_prior(
+    run_dir: str | os.PathLike,
+    option: str | None,
+    model: nn.Module,
+    image_size: int,
+    *,
+    weights_digest: str,
+    device: str | torch.device = "cpu",
+) -> PriorChoice:
     """The learned prior of ``EvalOptions.prior`` (see the module docstring).
 
     Args:
@@ -75,8 +84,10 @@ def choose_prior(run_dir: str | os.PathLike, option: str | None, model: nn.Modul
     if option != AUTO:
         prior, info = load_prior(option, model=model, map_location=device)  # refuses other weights
         if info.image_size != image_size:
-            raise ConfigError(f"the prior in {info.folder} models the codes of {info.image_size}x{info.image_size} "
-                              f"images; the evaluated images are {image_size}x{image_size} (pass --no-prior)")
+            raise ConfigError(
+                f"the prior in {info.folder} models the codes of {info.image_size}x{info.image_size} "
+                f"images; the evaluated images are {image_size}x{image_size} (pass --no-prior)"
+            )
         return PriorChoice(LearnedPrior(prior, info), f"learned prior: {info.folder}")
     folder = prior_folder(run_dir)
     if not (folder / META).is_file():
@@ -85,13 +96,20 @@ def choose_prior(run_dir: str | os.PathLike, option: str | None, model: nn.Modul
         meta = json.loads((folder / META).read_text())
         trained_on, size = meta["autoencoder_digest"], int(meta["image_size"])
     except (ValueError, KeyError, TypeError) as err:
-        raise CorruptFileError(f"{folder / META} is not a valid prior description ({err}); "
-                               f"{train} again or pass --no-prior") from None
+        raise CorruptFileError(
+            f"{folder / META} is not a valid prior description ({err}); {train} again or pass --no-prior"
+        ) from None
     if trained_on != weights_digest:
-        return PriorChoice(None, f"learned prior: not used, {folder} was trained on other weights than the "
-                                 f"evaluated ones ({train} --weights ..., or pass --prior)")
+        return PriorChoice(
+            None,
+            f"learned prior: not used, {folder} was trained on other weights than the "
+            f"evaluated ones ({train} --weights ..., or pass --prior)",
+        )
     if size != image_size:
-        return PriorChoice(None, f"learned prior: not used, {folder} models {size}x{size} images and the "
-                                 f"evaluated ones are {image_size}x{image_size}")
+        return PriorChoice(
+            None,
+            f"learned prior: not used, {folder} models {size}x{size} images and the "
+            f"evaluated ones are {image_size}x{image_size}",
+        )
     prior, info = load_prior(folder, model=model, map_location=device)
     return PriorChoice(LearnedPrior(prior, info), f"learned prior: {Path(info.folder)} (the run's own)")

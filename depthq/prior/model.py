@@ -37,8 +37,9 @@ class KVCache:
     k, v: (layers, B, heads, S, head_dim); ``length`` steps are filled.
     """
 
-    def __init__(self, layers: int, batch: int, heads: int, steps: int, head_dim: int,
-                 device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, layers: int, batch: int, heads: int, steps: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         shape = (layers, batch, heads, steps, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -58,14 +59,14 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (y.view(b, t, self.heads, c // self.heads).transpose(1, 2) for y in (q, k, v))  # (B, nh, T, hs)
         if cache is None:  # all steps at once, each attending to itself and the steps before
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                               dropout_p=self.dropout if self.training else 0.0)
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
         else:  # one new step after the cached ones: its query sees every key so far
             start = cache.length
             cache.k[layer, :, :, start : start + 1] = k
             cache.v[layer, :, :, start : start + 1] = v
-            y = F.scaled_dot_product_attention(q, cache.k[layer, :, :, : start + 1],
-                                               cache.v[layer, :, :, : start + 1])
+            y = F.scaled_dot_product_attention(q, cache.k[layer, :, :, : start + 1], cache.v[layer, :, :, : start + 1])
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # (B, T, C)
         return self.resid_dropout(self.proj(y))
 
@@ -77,8 +78,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.dim)
         hidden = config.mlp_ratio * config.dim
-        self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim),
-                                 nn.Dropout(config.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim), nn.Dropout(config.dropout)
+        )
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
@@ -99,8 +101,9 @@ class PriorModel(nn.Module):
     def __init__(self, layout: CodeLayout, config: PriorConfig) -> None:
         super().__init__()
         if not isinstance(layout, CodeLayout) or not isinstance(config, PriorConfig):
-            raise TypeError(f"expected a CodeLayout and a PriorConfig, got {type(layout).__name__}, "
-                            f"{type(config).__name__}")
+            raise TypeError(
+                f"expected a CodeLayout and a PriorConfig, got {type(layout).__name__}, {type(config).__name__}"
+            )
         self.layout, self.config = layout, config
         m, t = layout.codebooks, layout.total_positions
         joint = config.order == "joint"
@@ -123,9 +126,9 @@ class PriorModel(nn.Module):
         self._step_level = step_level.tolist()
         self._step_codebook = step_codebook.tolist()
         self._spans = {}
-        for l in layout.order:
-            steps = (step_level == l).nonzero().flatten()
-            self._spans[l] = (int(steps[0]), int(steps[-1]) + 1)
+        for lv in layout.order:
+            steps = (step_level == lv).nonzero().flatten()
+            self._spans[lv] = (int(steps[0]), int(steps[-1]) + 1)
 
         d = config.dim
         self.code_emb = nn.Embedding(int(sizes.sum()), d)
@@ -143,7 +146,11 @@ class PriorModel(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f") or name == "start":
                 continue
-            std = 0.02 / math.sqrt(2 * self.config.layers) if name.endswith(("attn.proj.weight", "mlp.2.weight")) else 0.02
+            std = (
+                0.02 / math.sqrt(2 * self.config.layers)
+                if name.endswith(("attn.proj.weight", "mlp.2.weight"))
+                else 0.02
+            )
             nn.init.normal_(p, mean=0.0, std=std)
         for head in self.heads:
             nn.init.zeros_(head.weight)
@@ -207,8 +214,7 @@ class PriorModel(nn.Module):
 
     def new_cache(self, batch: int) -> KVCache:
         c = self.config
-        return KVCache(c.layers, batch, c.heads, self.steps, c.dim // c.heads, self.start.device,
-                       self.start.dtype)
+        return KVCache(c.layers, batch, c.heads, self.steps, c.dim // c.heads, self.start.device, self.start.dtype)
 
     def step(self, cache: KVCache, previous: Tensor | None) -> Tensor:
         """The next step's logits given the codes chosen at the step before.

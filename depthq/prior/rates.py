@@ -18,7 +18,7 @@ from depthq.prior.layout import CodeLayout
 
 def uniform_rate_bits(layout: CodeLayout) -> float:
     """-log2 p(z) per image under the uniform prior: sum over levels of positions * M * log2 K."""
-    return sum(layout.positions(l) * layout.codebooks * math.log2(k) for l, k in enumerate(layout.codebook_sizes))
+    return sum(layout.positions(lv) * layout.codebooks * math.log2(k) for lv, k in enumerate(layout.codebook_sizes))
 
 
 def code_counts(sequences: Tensor, layout: CodeLayout) -> list[Tensor]:

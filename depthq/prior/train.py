@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from depthq.errors import MissingFileError, RunDirError, UsageError
 from depthq.atomic import write_json
-from depthq.evaluate.bits import EmpiricalPrior
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
+from depthq.errors import MissingFileError, RunDirError, UsageError
+from depthq.evaluate.bits import EmpiricalPrior
 from depthq.io import load
 from depthq.prior.config import PriorRunConfig, dump_prior_config
 from depthq.prior.data import RunData, cached_codes
@@ -42,8 +42,8 @@ from depthq.prior.layout import CodeLayout
 from depthq.prior.model import LN2, PriorModel
 from depthq.prior.rates import code_counts, uniform_rate_bits
 from depthq.train.callbacks import RNGState, SafeCheckpointIO, StepProgress
-from depthq.train.lr import lr_factor
 from depthq.train.loggers import AppendingCSVLogger, trim_history
+from depthq.train.lr import lr_factor
 from depthq.train.run import LAUNCH_RANK_VARIABLES
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,15 @@ class PriorModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         nll = self.prior(batch.long())  # (B,) nats per image
         loss = nll.mean() / (self.prior.steps * self.prior.width)  # nats per code
-        self.log_dict({"train/loss": loss, "train/bits_per_image": nll.mean().detach() / LN2,
-                       "train/lr": torch.tensor(self.optimizers().param_groups[0]["lr"])},
-                      on_step=True, on_epoch=False)
+        self.log_dict(
+            {
+                "train/loss": loss,
+                "train/bits_per_image": nll.mean().detach() / LN2,
+                "train/lr": torch.tensor(self.optimizers().param_groups[0]["lr"]),
+            },
+            on_step=True,
+            on_epoch=False,
+        )
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -85,10 +91,17 @@ class PriorModule(L.LightningModule):
         if not self._val_count:
             return
         bits = self._val_sum / self._val_count / LN2  # every rank saw the whole split: they agree
-        self.log_dict({"val/bits_per_image": bits.float(), "val/bits_per_dim": (bits / self.dims).float()},
-                      on_epoch=True, sync_dist=True)
-        self.last_validation = {"step": int(self.global_step), "images": self._val_count,
-                                "bits_per_image": float(bits), "bits_per_dim": float(bits) / self.dims}
+        self.log_dict(
+            {"val/bits_per_image": bits.float(), "val/bits_per_dim": (bits / self.dims).float()},
+            on_epoch=True,
+            sync_dist=True,
+        )
+        self.last_validation = {
+            "step": int(self.global_step),
+            "images": self._val_count,
+            "bits_per_image": float(bits),
+            "bits_per_dim": float(bits) / self.dims,
+        }
 
     def on_fit_start(self) -> None:
         self._session_start = time.perf_counter()
@@ -116,11 +129,17 @@ class PriorModule(L.LightningModule):
         t = self.run_config.train
         decay = [p for n, p in self.prior.named_parameters() if p.dim() >= 2 and "emb" not in n]
         rest = [p for n, p in self.prior.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                       {"params": rest, "weight_decay": 0.0}], lr=t.lr, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=t.lr,
+            betas=(0.9, 0.95),
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(
-                step, warmup_steps=t.warmup_steps, total_steps=t.steps + 1, schedule="cosine", min_ratio=0.1))
+            optimizer,
+            lambda step: lr_factor(
+                step, warmup_steps=t.warmup_steps, total_steps=t.steps + 1, schedule="cosine", min_ratio=0.1
+            ),
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -141,8 +160,9 @@ class _Batches(Dataset):
 class CodeDataModule(L.LightningDataModule):
     """Training batches in a seeded, resumable order (``StagedBatchSampler``); the val split in order."""
 
-    def __init__(self, train: np.ndarray, val: np.ndarray, *, batch_size: int, eval_batch_size: int,
-                 seed: int, image_size: int) -> None:
+    def __init__(
+        self, train: np.ndarray, val: np.ndarray, *, batch_size: int, eval_batch_size: int, seed: int, image_size: int
+    ) -> None:
         super().__init__()
         self.train_codes, self.val_codes = train, val
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
@@ -152,8 +172,15 @@ class CodeDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world = (int(trainer.global_rank), int(trainer.world_size)) if trainer else (0, 1)
         start = int(trainer.global_step) if trainer else 0
-        sampler = StagedBatchSampler([self.stage], [len(self.train_codes)], self.batch_size, self.seed,
-                                     start_step=start, rank=rank, world_size=world)
+        sampler = StagedBatchSampler(
+            [self.stage],
+            [len(self.train_codes)],
+            self.batch_size,
+            self.seed,
+            start_step=start,
+            rank=rank,
+            world_size=world,
+        )
         return DataLoader(_Batches(self.train_codes), batch_size=None, sampler=sampler, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader:
@@ -208,8 +235,9 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
     if resume:
         checkpoint = folder / CHECKPOINT
         if not checkpoint.is_file():
-            raise MissingFileError(f"cannot resume: {checkpoint} not found (did the prior's training "
-                                    "reach its first checkpoint?)")
+            raise MissingFileError(
+                f"cannot resume: {checkpoint} not found (did the prior's training reach its first checkpoint?)"
+            )
         state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
         saved = (state.get("hyper_parameters") or {}).get("config", {})
         if saved.get("prior") != config.prior.to_dict():
@@ -218,8 +246,7 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
         (folder / "config.yaml").write_text(dump_prior_config(config))
         return checkpoint
     if (folder / "config.yaml").exists() or (folder / CHECKPOINT).exists():
-        raise RunDirError(f"{folder} already holds a prior: pass --resume to continue it, or --out "
-                              "another folder")
+        raise RunDirError(f"{folder} already holds a prior: pass --resume to continue it, or --out another folder")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(dump_prior_config(config))
     return None
@@ -230,9 +257,15 @@ def is_launcher() -> bool:
     return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
 
 
-def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str | os.PathLike | None = None,
-                weights: str = "model.safetensors", resume: bool = False,
-                callbacks: Sequence[L.Callback] = ()) -> dict:
+def train_prior(
+    run_dir: str | os.PathLike,
+    config: PriorRunConfig,
+    *,
+    out: str | os.PathLike | None = None,
+    weights: str = "model.safetensors",
+    resume: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> dict:
     """Train a prior over the codes of the autoencoder in ``run_dir``; returns ``summary.json``'s content.
 
     Args:
@@ -258,8 +291,7 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     data = RunData.of_run(run_dir, model, weights)
     layout = CodeLayout.of(model.config, data.image_size)
     digest = state_digest(model)
-    checkpoint = _prepare_folder(folder, config, resume) if is_launcher() else (
-        folder / CHECKPOINT if resume else None)
+    checkpoint = _prepare_folder(folder, config, resume) if is_launcher() else (folder / CHECKPOINT if resume else None)
     encode = dict(batch_size=t.eval_batch_size, progress=t.progress)
     train_codes = cached_codes(model, digest, data, "train", layout, max_images=t.max_train_images, **encode)
     val_codes = cached_codes(model, digest, data, "val", layout, max_images=t.max_val_images, **encode)
@@ -270,31 +302,70 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     module = PriorModule(config.to_dict(), layout.to_dict(), dims)
     precision = _precision(t.precision, accelerator)
     counts = code_counts(torch.from_numpy(train_codes.astype(np.int64)), layout)  # per level (M, K)
-    data_meta = {"data": data.name, "split": "train", "train_images": len(train_codes),
-                 "val_images": len(val_codes), "autoencoder_weights": str(run_dir / weights),
-                 "empirical_counts": [c.tolist() for c in counts]}
+    data_meta = {
+        "data": data.name,
+        "split": "train",
+        "train_images": len(train_codes),
+        "val_images": len(val_codes),
+        "autoencoder_weights": str(run_dir / weights),
+        "empirical_counts": [c.tolist() for c in counts],
+    }
 
     def export(pl_module: PriorModule) -> None:
-        save_prior(pl_module.prior, folder, image_size=data.image_size, image_channels=data.image_channels,
-                   autoencoder_digest=digest, metadata={**data_meta, "step": int(pl_module.global_step),
-                                                        "validation": pl_module.last_validation})
+        save_prior(
+            pl_module.prior,
+            folder,
+            image_size=data.image_size,
+            image_channels=data.image_channels,
+            autoencoder_digest=digest,
+            metadata={**data_meta, "step": int(pl_module.global_step), "validation": pl_module.last_validation},
+        )
 
-    dm = CodeDataModule(train_codes, val_codes, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-                        seed=t.seed, image_size=data.image_size)
-    trainer = L.Trainer(
-        accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, max_steps=t.steps, max_epochs=-1, val_check_interval=t.val_every,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=t.grad_clip or None,
-        logger=AppendingCSVLogger(folder),
-        callbacks=[RNGState(), PriorArtifacts(folder, t.checkpoint_every, t.val_every, export),
-                   *([StepProgress("training the prior")] if t.progress else []), *callbacks],
-        plugins=[SafeCheckpointIO()], use_distributed_sampler=False, enable_progress_bar=False,
-        enable_checkpointing=False,  # PriorArtifacts is the one writer of checkpoints
-        enable_model_summary=False, log_every_n_steps=t.log_every, default_root_dir=folder,
+    dm = CodeDataModule(
+        train_codes,
+        val_codes,
+        batch_size=t.batch_size,
+        eval_batch_size=t.eval_batch_size,
+        seed=t.seed,
+        image_size=data.image_size,
     )
-    log.info("training a %s prior (%s parameters) on %d code sequences of %s, %s, precision %s -> %s",
-             config.prior.order, f"{module.prior.num_parameters():,}", len(train_codes), run_dir,
-             accelerator, precision, folder)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=precision,
+        max_steps=t.steps,
+        max_epochs=-1,
+        val_check_interval=t.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=t.grad_clip or None,
+        logger=AppendingCSVLogger(folder),
+        callbacks=[
+            RNGState(),
+            PriorArtifacts(folder, t.checkpoint_every, t.val_every, export),
+            *([StepProgress("training the prior")] if t.progress else []),
+            *callbacks,
+        ],
+        plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,  # PriorArtifacts is the one writer of checkpoints
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every,
+        default_root_dir=folder,
+    )
+    log.info(
+        "training a %s prior (%s parameters) on %d code sequences of %s, %s, precision %s -> %s",
+        config.prior.order,
+        f"{module.prior.num_parameters():,}",
+        len(train_codes),
+        run_dir,
+        accelerator,
+        precision,
+        folder,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers")
         trainer.fit(module, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
@@ -305,11 +376,18 @@ def train_prior(run_dir: str | os.PathLike, config: PriorRunConfig, *, out: str 
     val_rows = layout.from_sequence(torch.from_numpy(val_codes.astype(np.int64)))
     empirical = float(EmpiricalPrior.fit(counts).rate_bits(val_rows).mean())
     summary = {
-        "prior_dir": str(folder), "run_dir": str(run_dir), "order": config.prior.order,
-        "steps": int(trainer.global_step), "train_seconds": seconds, "precision": precision,
-        "parameters": module.prior.num_parameters(), "dims": dims, **data_meta,
+        "prior_dir": str(folder),
+        "run_dir": str(run_dir),
+        "order": config.prior.order,
+        "steps": int(trainer.global_step),
+        "train_seconds": seconds,
+        "precision": precision,
+        "parameters": module.prior.num_parameters(),
+        "dims": dims,
+        **data_meta,
         "validation": module.last_validation,
-        "empirical_bits_per_image": empirical, "uniform_bits_per_image": uniform_rate_bits(layout),
+        "empirical_bits_per_image": empirical,
+        "uniform_bits_per_image": uniform_rate_bits(layout),
         "empirical_prior": f"code frequencies of the {len(train_codes):,} training images, add-one smoothed",
     }
     if trainer.is_global_zero:

@@ -155,10 +155,7 @@ def layout_for_input(
     c = shape[1] if rank == 4 else shape[-1]
     if c != channels:
         where = "dim 1" if rank == 4 else "the last dim"
-        raise ValueError(
-            f"expected {channels} channels in {where} of the input, got {c} "
-            f"(input shape {tuple(shape)})"
-        )
+        raise ValueError(f"expected {channels} channels in {where} of the input, got {c} (input shape {tuple(shape)})")
     spatial = tuple(shape[2:]) if rank == 4 else tuple(shape[1:-1])
     pieces = -(-channels // code_dim)
     if axis == "spatial":
@@ -184,7 +181,11 @@ def layout_for_input(
 
 
 def layout_for_indices(
-    shape: torch.Size | tuple[int, ...], *, axis: str, channels: int, code_dim: int,
+    shape: torch.Size | tuple[int, ...],
+    *,
+    axis: str,
+    channels: int,
+    code_dim: int,
     num_codebooks: int,
 ) -> Layout:
     """The layout that produced an index tensor of this shape (for ``decode``)."""
@@ -203,6 +204,4 @@ def layout_for_indices(
         )
     spatial = tuple(shape[2:]) if rank == 4 else tuple(shape[1:-1])
     fake = (shape[0], channels, *spatial) if rank == 4 else (shape[0], *spatial, channels)
-    return layout_for_input(
-        fake, axis=axis, channels=channels, code_dim=code_dim, num_codebooks=num_codebooks
-    )
+    return layout_for_input(fake, axis=axis, channels=channels, code_dim=code_dim, num_codebooks=num_codebooks)

@@ -242,9 +242,7 @@ class DepthwiseQuantizer(nn.Module):
         return cls(1, codebook_size, code_dim, **kwargs)
 
     @classmethod
-    def product(
-        cls, dim: int, num_subvectors: int, codebook_size: int, **kwargs
-    ) -> DepthwiseQuantizer:
+    def product(cls, dim: int, num_subvectors: int, codebook_size: int, **kwargs) -> DepthwiseQuantizer:
         """Product quantization of (B, dim) vectors cut into ``num_subvectors`` pieces of equal
         size D = ceil(dim / M); the last piece is zero-padded when M does not divide dim.
 
@@ -267,9 +265,7 @@ class DepthwiseQuantizer(nn.Module):
         return cls(channels, num_values, 1, **kwargs)
 
     @classmethod
-    def coupled_baseline(
-        cls, num_codebooks: int, codebook_size: int, code_dim: int, **kwargs
-    ) -> DepthwiseQuantizer:
+    def coupled_baseline(cls, num_codebooks: int, codebook_size: int, code_dim: int, **kwargs) -> DepthwiseQuantizer:
         """The official code's coupled VQ: M codebooks on one D-dim input, outputs M*D."""
         return cls(num_codebooks, codebook_size, code_dim, coupled=True, **kwargs)
 
@@ -337,8 +333,7 @@ class DepthwiseQuantizer(nn.Module):
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize ``x``; see the class docstring for shapes."""
         if not torch.is_tensor(x) or not x.is_floating_point():
-            raise TypeError(f"expected a floating-point tensor, got {type(x).__name__} "
-                            f"{getattr(x, 'dtype', '')}")
+            raise TypeError(f"expected a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
         # Distances and statistics in fp32 whatever the surrounding autocast says.
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.coupled:
@@ -356,8 +351,7 @@ class DepthwiseQuantizer(nn.Module):
             # (M, N) indices and best scores; a vector that is not finite scores non-finite
             # (no extra pass over x to find it) and gets code 0. (No local alias of the codebooks
             # lives on while _update writes them: torch.compile refuses a mutated aliased input.)
-            idx, scores = nearest_codes_and_scores(flat, self.embed.detach(), self.chunk_elements,
-                                                   search=self.search)
+            idx, scores = nearest_codes_and_scores(flat, self.embed.detach(), self.chunk_elements, search=self.search)
             finite = torch.isfinite(scores)  # (M, N)
             idx.mul_(finite)  # code 0 where not finite
             nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
@@ -493,8 +487,7 @@ class DepthwiseQuantizer(nn.Module):
         idx = layout.indices_to_codebooks(indices.long())
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.codebook_size):
             raise ValueError(
-                f"indices must lie in [0, {self.codebook_size}), got values in "
-                f"[{int(idx.min())}, {int(idx.max())}]"
+                f"indices must lie in [0, {self.codebook_size}), got values in [{int(idx.min())}, {int(idx.max())}]"
             )
         return layout.from_codebooks(gather_codes(self.embed, idx))
 

@@ -53,7 +53,7 @@ CUDA_FREE_FRACTION = 1 / 16
 CUDA_CHUNK_BYTES_CAP = 2**28
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda_chunk_elements(index: int) -> int:
     free, _ = torch.cuda.mem_get_info(index)  # a driver query, not a stream synchronisation
     budget = min(int(free * CUDA_FREE_FRACTION), CUDA_CHUNK_BYTES_CAP)
@@ -121,8 +121,7 @@ def _torch_search(x: Tensor, codebooks: Tensor, chunk_elements: int) -> tuple[Te
         # The same products and minima as torch.compile can trace them: no out= buffers, and no
         # switch of the matmul precision (a compiled graph keeps the precision set when it was
         # compiled; torch's default, "highest", is exact fp32).
-        parts = [torch.baddbmm(sq_norms, x[:, s:s + rows], codes_t, alpha=-2.0).min(-1)
-                 for s in range(0, n, rows)]
+        parts = [torch.baddbmm(sq_norms, x[:, s : s + rows], codes_t, alpha=-2.0).min(-1) for s in range(0, n, rows)]
         return torch.cat([p.indices for p in parts], 1), torch.cat([p.values for p in parts], 1)
     # One score buffer for all chunks: a fresh 16 MiB block per chunk costs page faults that
     # were measured to halve the matrix product's speed on CPU.
@@ -158,11 +157,15 @@ def resolve_search(search: str, device: torch.device) -> str:
     if search != "triton":
         return "torch"  # "auto": the torch path until a GPU measurement says otherwise
     if importlib.util.find_spec("triton") is None:
-        raise ImportError("search='triton' needs the triton package (pip install triton; it "
-                          "ships with CUDA builds of torch); use search='torch' or 'auto'")
+        raise ImportError(
+            "search='triton' needs the triton package (pip install triton; it "
+            "ships with CUDA builds of torch); use search='torch' or 'auto'"
+        )
     if device.type != "cuda" and not _interpreting():
-        raise ValueError(f"search='triton' runs on CUDA tensors (or on CPU under Triton's "
-                         f"interpreter, TRITON_INTERPRET=1), got a tensor on {device}")
+        raise ValueError(
+            f"search='triton' runs on CUDA tensors (or on CPU under Triton's "
+            f"interpreter, TRITON_INTERPRET=1), got a tensor on {device}"
+        )
     return "triton"
 
 
@@ -186,14 +189,11 @@ def nearest_codes_and_scores(
         with the same ``isfinite`` it uses to count such vectors (:func:`nearest_codes` sets 0).
     """
     if x.dtype != torch.float32 or codebooks.dtype != torch.float32:
-        raise TypeError(
-            f"nearest_codes works in fp32, got x {x.dtype} and codebooks {codebooks.dtype}"
-        )
+        raise TypeError(f"nearest_codes works in fp32, got x {x.dtype} and codebooks {codebooks.dtype}")
     backend = resolve_search(search, x.device)
     m, n, _ = x.shape
     if n == 0:
-        return (torch.empty(m, 0, dtype=torch.long, device=x.device),
-                torch.empty(m, 0, device=x.device))
+        return (torch.empty(m, 0, dtype=torch.long, device=x.device), torch.empty(m, 0, device=x.device))
     if backend == "triton":
         from depthq.quantize.triton_search import triton_nearest_codes
 
@@ -204,9 +204,7 @@ def nearest_codes_and_scores(
     return idx, scores
 
 
-def nearest_codes(
-    x: Tensor, codebooks: Tensor, chunk_elements: int | None = None, *, search: str = "auto"
-) -> Tensor:
+def nearest_codes(x: Tensor, codebooks: Tensor, chunk_elements: int | None = None, *, search: str = "auto") -> Tensor:
     """(M, N, D), (M, K, D) fp32 -> (M, N) int64 index of the nearest code, for every codebook.
 
     Ties go to the lowest index; vectors that are not finite get code 0. See

@@ -34,10 +34,23 @@ from torch import Tensor
 
 
 def _nearest_kernel(
-    x_ptr, codes_ptr, norms_ptr, out_ptr, best_ptr,
-    N, stride_xm, stride_xn, stride_cm, stride_ck, stride_om,
-    K: tl.constexpr, D: tl.constexpr,  # compile-time: one kernel per codebook shape
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ONE_D_TILE: tl.constexpr,
+    x_ptr,
+    codes_ptr,
+    norms_ptr,
+    out_ptr,
+    best_ptr,
+    N,
+    stride_xm,
+    stride_xn,
+    stride_cm,
+    stride_ck,
+    stride_om,
+    K: tl.constexpr,
+    D: tl.constexpr,  # compile-time: one kernel per codebook shape
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ONE_D_TILE: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     m = tl.program_id(1).to(tl.int64)
@@ -47,31 +60,38 @@ def _nearest_kernel(
     c_base = codes_ptr + m * stride_cm
     row_ok = rows < N
     if ONE_D_TILE:  # D <= BLOCK_D: load the vectors once, reuse them for every code tile
-        x = tl.load(x_base + rows[:, None] * stride_xn + dims[None, :],
-                    mask=row_ok[:, None] & (dims[None, :] < D), other=0.0)  # (BLOCK_N, BLOCK_D)
+        x = tl.load(
+            x_base + rows[:, None] * stride_xn + dims[None, :], mask=row_ok[:, None] & (dims[None, :] < D), other=0.0
+        )  # (BLOCK_N, BLOCK_D)
     best = tl.full((BLOCK_N,), float("inf"), tl.float32)
     best_idx = tl.zeros((BLOCK_N,), tl.int32)
     for k0 in range(0, K, BLOCK_K):
         codes = k0 + tl.arange(0, BLOCK_K)  # (BLOCK_K,)
         code_ok = codes < K
         if ONE_D_TILE:
-            c = tl.load(c_base + codes[None, :] * stride_ck + dims[:, None],
-                        mask=code_ok[None, :] & (dims[:, None] < D), other=0.0)  # (BLOCK_D, BLOCK_K)
+            c = tl.load(
+                c_base + codes[None, :] * stride_ck + dims[:, None],
+                mask=code_ok[None, :] & (dims[:, None] < D),
+                other=0.0,
+            )  # (BLOCK_D, BLOCK_K)
             dot = tl.dot(x, c, input_precision="ieee")  # (BLOCK_N, BLOCK_K) fp32
         else:
             dot = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
             for d0 in range(0, D, BLOCK_D):
                 d = d0 + dims
-                xt = tl.load(x_base + rows[:, None] * stride_xn + d[None, :],
-                             mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
-                c = tl.load(c_base + codes[None, :] * stride_ck + d[:, None],
-                            mask=code_ok[None, :] & (d[:, None] < D), other=0.0)
+                xt = tl.load(
+                    x_base + rows[:, None] * stride_xn + d[None, :], mask=row_ok[:, None] & (d[None, :] < D), other=0.0
+                )
+                c = tl.load(
+                    c_base + codes[None, :] * stride_ck + d[:, None],
+                    mask=code_ok[None, :] & (d[:, None] < D),
+                    other=0.0,
+                )
                 dot = tl.dot(xt, c, dot, input_precision="ieee")
         # codes past K score +inf and can never win
         norms = tl.load(norms_ptr + m * K + codes, mask=code_ok, other=float("inf"))
         scores = norms[None, :] - 2.0 * dot
-        tile_best, tile_idx = tl.min(scores, axis=1, return_indices=True,
-                                     return_indices_tie_break_left=True)
+        tile_best, tile_idx = tl.min(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
         better = tile_best < best  # strict: an equal score in a later tile loses
         best = tl.where(better, tile_best, best)
         best_idx = tl.where(better, tile_idx + k0, best_idx)
@@ -122,8 +142,19 @@ def triton_nearest_codes(x: Tensor, codebooks: Tensor, **config: int) -> tuple[T
     grid = (triton.cdiv(n, config["BLOCK_N"]), m)
     kernel = _compiled(os.environ.get("TRITON_INTERPRET", "0") == "1")
     kernel[grid](
-        x, codebooks, norms, out, best, n,
-        x.stride(0), x.stride(1), codebooks.stride(0), codebooks.stride(1), out.stride(0),
-        K=k, D=d, **config,
+        x,
+        codebooks,
+        norms,
+        out,
+        best,
+        n,
+        x.stride(0),
+        x.stride(1),
+        codebooks.stride(0),
+        codebooks.stride(1),
+        out.stride(0),
+        K=k,
+        D=d,
+        **config,
     )
     return out, best

@@ -82,8 +82,13 @@ class StepProgress(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            self.bar = tqdm(total=trainer.max_steps, initial=trainer.global_step,
-                            desc=self.description, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.max_steps,
+                initial=trainer.global_step,
+                desc=self.description,
+                unit="step",
+                dynamic_ncols=True,
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.bar is None:
@@ -92,8 +97,11 @@ class StepProgress(L.Callback):
         if trainer.global_step % self.refresh_every:
             return
         metrics = trainer.callback_metrics
-        postfix = {label: f"{float(metrics[key]):.3f}" for key, label in
-                   (("train/loss", "loss"), ("train/distortion_bpd", "bpd")) if key in metrics}
+        postfix = {
+            label: f"{float(metrics[key]):.3f}"
+            for key, label in (("train/loss", "loss"), ("train/distortion_bpd", "bpd"))
+            if key in metrics
+        }
         postfix.update(pl_module.validation_postfix())
         self.bar.set_postfix(postfix, refresh=False)
 
@@ -122,8 +130,9 @@ class RunArtifacts(L.Callback):
     accumulated training time) travels in the checkpoints.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, config: RunConfig, *, precision: str,
-                 channels_last: bool, parameters: int) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike, config: RunConfig, *, precision: str, channels_last: bool, parameters: int
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.precision, self.channels_last, self.parameters = precision, channels_last, parameters
@@ -208,10 +217,16 @@ class RunArtifacts(L.Callback):
             if trainer.is_global_zero:
                 self._report_skips(pl_module)
             self.summary = TrainSummary(
-                run_dir=str(self.run_dir), steps=step, train_seconds=self.seconds(),
-                parameters=self.parameters, precision=self.precision, channels_last=self.channels_last,
-                skipped_steps=int(pl_module.skipped_steps), validation=self.last_validation,
-                best_step=self.best_step)
+                run_dir=str(self.run_dir),
+                steps=step,
+                train_seconds=self.seconds(),
+                parameters=self.parameters,
+                precision=self.precision,
+                channels_last=self.channels_last,
+                skipped_steps=int(pl_module.skipped_steps),
+                validation=self.last_validation,
+                best_step=self.best_step,
+            )
             if trainer.is_global_zero:
                 write_json(self.run_dir / SUMMARY_FILE, self.summary.to_dict())
         return self.summary
@@ -223,9 +238,16 @@ class RunArtifacts(L.Callback):
 
     def _export(self, pl_module, weights_name: str, validation: EvalResult | None) -> None:
         step = int(pl_module.global_step)
-        export = Export(model=pl_module.model.config, run=self.config, step=step, parameters=self.parameters,
-                        precision=self.precision, channels_last=self.channels_last,
-                        skipped_steps=int(pl_module.skipped_steps), validation=validation)
+        export = Export(
+            model=pl_module.model.config,
+            run=self.config,
+            step=step,
+            parameters=self.parameters,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            skipped_steps=int(pl_module.skipped_steps),
+            validation=validation,
+        )
         save_model(pl_module.model, self.run_dir, weights_name=weights_name, export=export)
         if weights_name == "model.safetensors":
             self._exported_step = step
@@ -233,15 +255,23 @@ class RunArtifacts(L.Callback):
     def _report_skips(self, pl_module) -> None:
         skipped = int(pl_module.skipped_steps)  # read at validation and at the end, not per step
         if skipped > self._skipped_reported:
-            log.warning("%d update(s) skipped so far (gradient norm not finite or above "
-                        "train.skip_grad_norm), %d since the last report", skipped, skipped - self._skipped_reported)
+            log.warning(
+                "%d update(s) skipped so far (gradient norm not finite or above "
+                "train.skip_grad_norm), %d since the last report",
+                skipped,
+                skipped - self._skipped_reported,
+            )
             self._skipped_reported = skipped
 
     # -- state in the checkpoints ------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "train_seconds": self.seconds(),
-                "last_validation": None if self.last_validation is None else self.last_validation.to_dict()}
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "train_seconds": self.seconds(),
+            "last_validation": None if self.last_validation is None else self.last_validation.to_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # keys added after depthq 0.1 default to "unknown" when resuming older checkpoints

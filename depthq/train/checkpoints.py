@@ -59,11 +59,15 @@ def write_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Pat
 
     def write(tmp: str) -> None:
         torch.save(checkpoint, tmp)
-        write_json(sidecar(path), {
-            "sha256": sha256_file(tmp), "step": checkpoint.get("global_step"),
-            # the file still in place until the rename below: kept verifiable meanwhile
-            "previous_sha256": None if previous is None else previous.get("sha256"),
-        })
+        write_json(
+            sidecar(path),
+            {
+                "sha256": sha256_file(tmp),
+                "step": checkpoint.get("global_step"),
+                # the file still in place until the rename below: kept verifiable meanwhile
+                "previous_sha256": None if previous is None else previous.get("sha256"),
+            },
+        )
 
     return atomic_write(path, write)
 
@@ -83,9 +87,11 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
         return
     actual = sha256_file(path)
     if actual not in (record.get("sha256"), record.get("previous_sha256")):
-        raise CorruptFileError(f"checkpoint {path} does not match its checksum in {sidecar(path).name} "
-                               f"(SHA-256 {actual[:16]}..., recorded {str(record.get('sha256'))[:16]}...): "
-                               "the file is corrupt")
+        raise CorruptFileError(
+            f"checkpoint {path} does not match its checksum in {sidecar(path).name} "
+            f"(SHA-256 {actual[:16]}..., recorded {str(record.get('sha256'))[:16]}...): "
+            "the file is corrupt"
+        )
 
 
 def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
@@ -95,8 +101,9 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", mmap:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CorruptFileError(f"checkpoint {path} cannot be read ({first[:200]}): the file is "
-                               "truncated or corrupt") from err
+        raise CorruptFileError(
+            f"checkpoint {path} cannot be read ({first[:200]}): the file is truncated or corrupt"
+        ) from err
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:

@@ -37,14 +37,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes checkpoints, metrics, grids and model.safetensors to the run directory.",
     )
     p.add_argument("--config", "-c", help="YAML run config (default: all defaults = photos, official model)")
-    p.add_argument("--run-dir", help="output folder (default: runs/<config name>-<time>); "
-                   "with --resume, the run to continue")
-    p.add_argument("--resume", nargs="?", const="last", choices=["last", "best"],
-                   help="continue the run in --run-dir from checkpoints/last.ckpt (or best.ckpt with "
-                   "--resume best), with its own config; only --steps (to extend it), --root and "
-                   "train.skip_grad_norm may change")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.codebook_sizes=[64,64] (repeatable)")
+    p.add_argument(
+        "--run-dir", help="output folder (default: runs/<config name>-<time>); with --resume, the run to continue"
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        choices=["last", "best"],
+        help="continue the run in --run-dir from checkpoints/last.ckpt (or best.ckpt with "
+        "--resume best), with its own config; only --steps (to extend it), --root and "
+        "train.skip_grad_norm may change",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set model.codebook_sizes=[64,64] (repeatable)",
+    )
     for flag, key in SHORTCUTS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE", help=f"same as --set {key}=VALUE")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -65,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.run_dir:
             raise ConfigError("--resume needs --run-dir (the run to continue)")
         if args.config:
-            raise ConfigError("--resume continues the run with its own config.yaml; --config cannot be "
-                              "combined with it (use --steps to extend the run)")
+            raise ConfigError(
+                "--resume continues the run with its own config.yaml; --config cannot be "
+                "combined with it (use --steps to extend the run)"
+            )
         run_dir = Path(args.run_dir)
         if not (run_dir / "config.yaml").is_file():
-            raise MissingFileError(f"cannot resume: {run_dir / 'config.yaml'} not found (is {run_dir} "
-                                   "a run directory written by depthq train?)")
+            raise MissingFileError(
+                f"cannot resume: {run_dir / 'config.yaml'} not found (is {run_dir} "
+                "a run directory written by depthq train?)"
+            )
         config = load_config(run_dir / "config.yaml", overrides)
     else:
         config = load_config(args.config, overrides)

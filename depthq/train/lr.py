@@ -11,8 +11,9 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str = "constant",
-              min_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int, *, warmup_steps: int, total_steps: int, schedule: str = "constant", min_ratio: float = 0.0
+) -> float:
     """Learning rate of optimizer step ``step`` (0-based) as a fraction of ``train.lr``.
 
     Linear warm-up over ``warmup_steps``; then 1 ("constant"), or a cosine from 1 down to

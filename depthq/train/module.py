@@ -28,8 +28,8 @@ from torch import Tensor
 from depthq.config import RunConfig
 from depthq.evaluate.evaluator import Evaluator, ema_prior
 from depthq.evaluate.result import EvalOptions, EvalResult, RunSource
-from depthq.train.lr import lr_factor
 from depthq.models import HierarchicalAutoencoder
+from depthq.train.lr import lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,12 @@ class DQModule(L.LightningModule):
         if self._compiled_forward is None:
             if torch.get_float32_matmul_precision() != "highest":
                 # the quantizers switch TF32 off around their search; a compiled graph cannot
-                log.warning("train.compile with torch.set_float32_matmul_precision(%r): the compiled "
-                            "nearest-code search may use reduced-precision products and pick other "
-                            "codes; keep the default 'highest' to compile",
-                            torch.get_float32_matmul_precision())
+                log.warning(
+                    "train.compile with torch.set_float32_matmul_precision(%r): the compiled "
+                    "nearest-code search may use reduced-precision products and pick other "
+                    "codes; keep the default 'highest' to compile",
+                    torch.get_float32_matmul_precision(),
+                )
             self._compiled_forward = torch.compile(self.model.forward)
         return self._compiled_forward(batch)
 
@@ -173,25 +175,44 @@ class DQModule(L.LightningModule):
             skip = skip | (norm > limit)
         self.skipped_steps += skip.to(self.skipped_steps.dtype)
         optimizer.skip = skip
-        self.log_dict({"train/grad_norm": norm, "train/skipped_steps": self.skipped_steps.float(),
-                       "train/lr": torch.tensor(optimizer.param_groups[0]["lr"])},
-                      on_step=True, on_epoch=False)
+        self.log_dict(
+            {
+                "train/grad_norm": norm,
+                "train/skipped_steps": self.skipped_steps.float(),
+                "train/lr": torch.tensor(optimizer.param_groups[0]["lr"]),
+            },
+            on_step=True,
+            on_epoch=False,
+        )
 
     def configure_optimizers(self):
         train = self.run_config.train
         optimizer = SkippingAdam(self.parameters(), lr=train.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-            step, warmup_steps=train.warmup_steps, total_steps=train.steps,
-            schedule=train.lr_schedule, min_ratio=train.min_lr_ratio))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(
+                step,
+                warmup_steps=train.warmup_steps,
+                total_steps=train.steps,
+                schedule=train.lr_schedule,
+                min_ratio=train.min_lr_ratio,
+            ),
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- validation ----------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        options = EvalOptions(split="val", weights=None, prior_images=None, correction="none",
-                              diagnostics=False, device=str(self.device),
-                              precision=EVAL_PRECISION.get(str(self.trainer.precision), "32"),
-                              batch_size=self.run_config.data.eval_batch_size or self.run_config.data.batch_size)
+        options = EvalOptions(
+            split="val",
+            weights=None,
+            prior_images=None,
+            correction="none",
+            diagnostics=False,
+            device=str(self.device),
+            precision=EVAL_PRECISION.get(str(self.trainer.precision), "32"),
+            batch_size=self.run_config.data.eval_batch_size or self.run_config.data.batch_size,
+        )
         self._evaluator = Evaluator(self.model, options, priors=[ema_prior(self.model)])
         self._grid = None
 
@@ -207,8 +228,13 @@ class DQModule(L.LightningModule):
             return
         datamodule = getattr(self.trainer, "datamodule", None)
         data = datamodule.dataset("val").name if datamodule is not None else self.run_config.data.name
-        source = RunSource(run_dir=None, weights=None, step=int(self.global_step),
-                           parameters=self.model.num_parameters(), quantizer=self.model.config.quantizer)
+        source = RunSource(
+            run_dir=None,
+            weights=None,
+            step=int(self.global_step),
+            parameters=self.model.num_parameters(),
+            quantizer=self.model.config.quantizer,
+        )
         # every rank evaluated the same full split: the results agree
         self.last_validation = self._evaluator.result(data=data, source=source)
         self._evaluator = None
@@ -218,8 +244,10 @@ class DQModule(L.LightningModule):
         val = self.last_validation
         if val is None:
             return {}
-        return {"val " + ("bpd" if val.likelihood is not None else "mse"): f"{val.selection:.3f}",
-                "val psnr": f"{val.psnr:.2f}"}
+        return {
+            "val " + ("bpd" if val.likelihood is not None else "mse"): f"{val.selection:.3f}",
+            "val psnr": f"{val.psnr:.2f}",
+        }
 
     @property
     def validation_grid(self) -> tuple[Tensor, Tensor] | None:

@@ -43,8 +43,16 @@ CHECKPOINTS = Path("checkpoints")
 #: what --resume may change: extending the run, a guard against bad updates, and things that
 #: do not change what is trained (progress display, where the data lives, loader workers, how
 #: the step is computed: compilation, the search backend, batches built on the device)
-RESUMABLE_CHANGES = ("train.steps", "train.skip_grad_norm", "train.progress", "data.root", "data.num_workers",
-                     "train.compile", "model.search", "data.device_cache_mb")
+RESUMABLE_CHANGES = (
+    "train.steps",
+    "train.skip_grad_norm",
+    "train.progress",
+    "data.root",
+    "data.num_workers",
+    "train.compile",
+    "model.search",
+    "data.device_cache_mb",
+)
 SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training"}
 
 
@@ -83,8 +91,14 @@ def resolve_precision(config: RunConfig, accelerator: str) -> tuple[str, bool]:
     return precision, channels_last
 
 
-LAUNCH_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK",  # Lightning's launcher, torchrun
-                         "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")  # srun tasks
+LAUNCH_RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",  # Lightning's launcher, torchrun
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+)  # srun tasks
 
 
 def is_main_process() -> bool:
@@ -96,8 +110,12 @@ def is_main_process() -> bool:
 def config_changes(old: RunConfig, new: RunConfig) -> list[tuple[str, object, object]]:
     """(section.key, old value, new value) of every field that differs."""
     a, b = old.to_dict(), new.to_dict()
-    return [(f"{section}.{key}", a[section][key], b[section][key])
-            for section in a for key in a[section] if a[section][key] != b[section][key]]
+    return [
+        (f"{section}.{key}", a[section][key], b[section][key])
+        for section in a
+        for key in a[section]
+        if a[section][key] != b[section][key]
+    ]
 
 
 def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:
@@ -109,10 +127,13 @@ def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:
             f"--resume cannot change {SECTION_WORDS[section]}: "
             + ", ".join(f"{key} was {old!r}, now {value!r}" for key, old, value in refused)
             + " (on resume only --steps, to extend the run, train.skip_grad_norm, --root and "
-            "data.num_workers may change; start a new run for other settings)")
+            "data.num_workers may change; start a new run for other settings)"
+        )
     if new.train.steps < step:
-        raise ConfigError(f"the checkpoint is at step {step}: train.steps={new.train.steps} would end "
-                          "before it (--steps can only extend a resumed run)")
+        raise ConfigError(
+            f"the checkpoint is at step {step}: train.steps={new.train.steps} would end "
+            "before it (--steps can only extend a resumed run)"
+        )
     if new.train.steps != saved.train.steps and saved.train.lr_schedule == "cosine":
         # the schedule is a function of train.steps: stretching it would raise the learning rate
         # at once (e.g. from 5% to 56% of lr when 800 steps become 1,600)
@@ -120,7 +141,8 @@ def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:
             f"--resume cannot extend a run with the cosine learning-rate schedule (train.steps was "
             f"{saved.train.steps}, now {new.train.steps}): its rate has decayed to the end, and a longer "
             "schedule would raise it again at once. Resume with the same steps, or start a new run "
-            "(lr_schedule: constant runs can be extended)")
+            "(lr_schedule: constant runs can be extended)"
+        )
 
 
 def _load_resume_point(run_dir: Path, which: str) -> tuple[int, RunConfig]:
@@ -134,8 +156,7 @@ def _load_resume_point(run_dir: Path, which: str) -> tuple[int, RunConfig]:
         if which == "last" and best.is_file():
             try:
                 verify_checkpoint(best)
-                hint = (f"; {best} (step {checkpoint_step(best)}) is intact: continue from it with "
-                        "--resume best")
+                hint = f"; {best} (step {checkpoint_step(best)}) is intact: continue from it with --resume best"
             except DepthqError:
                 pass
         elif isinstance(err, MissingFileError):
@@ -154,8 +175,14 @@ def _finished(run_dir: Path, step: int) -> TrainSummary | None:
     return summary if summary.steps == step else None
 
 
-def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool | str = False,
-          callbacks: Sequence[L.Callback] = (), description: str = "training") -> TrainSummary:
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool | str = False,
+    callbacks: Sequence[L.Callback] = (),
+    description: str = "training",
+) -> TrainSummary:
     """Train a model as configured; returns the summary written to ``summary.json``.
 
     Args:
@@ -181,12 +208,18 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool | str =
             check_resume(saved, config, step)
             summary = _finished(run_dir, step) if step == config.train.steps else None
             if summary is not None:
-                log.info("%s already finished at step %d: nothing to do (pass --steps N > %d to "
-                         "train further)", run_dir, step, step)
+                log.info(
+                    "%s already finished at step %d: nothing to do (pass --steps N > %d to train further)",
+                    run_dir,
+                    step,
+                    step,
+                )
                 return summary
         elif run_dir.exists() and any(run_dir.iterdir()):
-            raise RunDirError(f"run directory {run_dir} already exists and is not empty: "
-                              "pass --resume to continue it, or choose another --run-dir")
+            raise RunDirError(
+                f"run directory {run_dir} already exists and is not empty: "
+                "pass --resume to continue it, or choose another --run-dir"
+            )
         with data_errors(f"data {config.data.name!r}"):
             dm.prepare_data()  # read the data before writing anything: a data error leaves no trace
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,24 +235,46 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, resume: bool | str =
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     parameters = module.model.num_parameters()
-    artifacts = RunArtifacts(run_dir, config, precision=precision, channels_last=channels_last,
-                             parameters=parameters)
+    artifacts = RunArtifacts(run_dir, config, precision=precision, channels_last=channels_last, parameters=parameters)
     trainer = L.Trainer(
-        accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, max_steps=t.steps, max_epochs=-1,
-        val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        logger=[AppendingCSVLogger(run_dir),
-                TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False)],
-        callbacks=[RNGState(), artifacts, *([StepProgress(description, t.log_every)] if t.progress else []),
-                   *callbacks],
-        plugins=[SafeCheckpointIO()], use_distributed_sampler=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=t.log_every,
+        accelerator=accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=precision,
+        max_steps=t.steps,
+        max_epochs=-1,
+        val_check_interval=t.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=[
+            AppendingCSVLogger(run_dir),
+            TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
+        ],
+        callbacks=[
+            RNGState(),
+            artifacts,
+            *([StepProgress(description, t.log_every)] if t.progress else []),
+            *callbacks,
+        ],
+        plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every,
         default_root_dir=run_dir,
     )
     if main:
-        log.info("training %s (%s parameters) on %s, precision %s%s -> %s", config.model.quantizer,
-                 f"{parameters:,}", accelerator, precision, ", channels_last" if channels_last else "",
-                 run_dir)
+        log.info(
+            "training %s (%s parameters) on %s, precision %s%s -> %s",
+            config.model.quantizer,
+            f"{parameters:,}",
+            accelerator,
+            precision,
+            ", channels_last" if channels_last else "",
+            run_dir,
+        )
     checkpoint = run_dir / CHECKPOINTS / f"{which}.ckpt" if which else None
     with warnings.catch_warnings():  # Python callers get the quiet terminal of the CLI too
         for pattern in QUIET_WARNINGS:
