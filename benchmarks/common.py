@@ -12,10 +12,12 @@ against the anchor measured in the same run.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -122,12 +124,25 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
     return peak
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: torch.device | str = "cpu") -> dict[str, object]:
     info: dict[str, object] = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
@@ -141,6 +156,20 @@ def machine(device: torch.device | str = "cpu") -> dict[str, object]:
     return info
 
 
+def provenance() -> dict[str, object]:
+    """When, from which commit and by which command a result was measured."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit, "dirty": dirty, "command": " ".join(["python", *sys.argv])}
+
+
 def write_json(path: str | Path, payload: dict, device: torch.device | str = "cpu") -> Path:
-    """The results with the machine they were measured on (atomic, via depthq.atomic)."""
-    return depthq_write_json(path, {"machine": machine(device), **payload})
+    """The results with the machine they were measured on and their provenance (atomic)."""
+    return depthq_write_json(path, {"machine": machine(device), **provenance(), **payload})
