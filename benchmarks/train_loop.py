@@ -31,9 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import median_times, resolve_device, synchronize, write_json  # noqa: E402
 from benchmarks.model import PRECISIONS, make_step, resolve_channels_last, setting_name  # noqa: E402
 from depthq.config import RunConfig, config_from_dict  # noqa: E402
-from depthq.demo import DEMO_MODEL  # noqa: E402
 from depthq.models import HierarchicalAutoencoder  # noqa: E402
-from depthq.models.config import PRESETS  # noqa: E402
+from depthq.presets import MODELS  # noqa: E402
 from depthq.tables import markdown_table  # noqa: E402
 from depthq.train import train  # noqa: E402
 
@@ -60,7 +59,7 @@ class StepClock(L.Callback):
 
 def run_config(preset: str, batch_size: int, steps: int, precision: str, channels_last: bool,
                device: torch.device, compile_: bool) -> RunConfig:
-    model = dict(DEMO_MODEL) if preset == "demo" else {"preset": preset}
+    model = {"preset": preset}
     return config_from_dict({
         "model": model,
         "data": {"name": "photos", "batch_size": batch_size, "max_val_images": 64},
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
     parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
                         help="auto: with bf16 only")
-    parser.add_argument("--preset", default="demo", choices=["demo", *sorted(PRESETS)],
+    parser.add_argument("--preset", default="demo", choices=sorted(MODELS),
                         help="demo: the model of `depthq demo`; else a model preset")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="timed steps of the loop")

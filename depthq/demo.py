@@ -29,40 +29,25 @@ from depthq.evaluate import figures
 from depthq.evaluate.report import format_table, mi_panels, sample_reconstructions, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.experiments.common import Aggregate, aggregate
-from depthq.experiments.recipe import min_perplexity_fraction
+from depthq.experiments.recipe import recipe_config
+from depthq.presets import MODELS as MODEL_PRESETS
+from depthq.presets import RECOMMENDED, experiment_preset
 from depthq.tables import markdown_table
 from depthq.train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
 
-#: The demo model: the official architecture, narrowed to train on 2 CPU cores in minutes.
-DEMO_MODEL = {
-    "channels": 64,
-    "res_channels": 32,
-    "res_blocks": 2,
-    "coder_blocks": 2,
-    "stride": 2,
-    "codebook_sizes": [64, 64],
-    "num_codebooks": 4,
-    "code_dim": 16,
-    "head": "dmol",
-}
-DEMO_STEPS = 800
-DEMO_SEEDS = (0, 1)
-QUICK_STEPS = 60
-#: The learned prior of the demo: fewer steps and training images than `depthq prior train`'s defaults.
-DEMO_PRIOR = ("train.steps=600", "train.max_train_images=16384")
-QUICK_PRIOR = ("train.steps=10", "train.max_train_images=256", "train.max_val_images=64", "train.val_every=10")
-#: test images the first seed's models compress to real .dqz files (with the learned prior)
-DEMO_CODEC_IMAGES = 100
+#: the demo's budgets (default, quick): depthq.presets.EXPERIMENTS["demo"]
+DEFAULT = experiment_preset("demo", "default")
+QUICK = experiment_preset("demo", "quick")
+DEMO_STEPS, DEMO_SEEDS, QUICK_STEPS = DEFAULT["steps"], tuple(DEFAULT["seeds"]), QUICK["steps"]
+LEVELS = len(MODEL_PRESETS["demo"].values["codebook_sizes"])
 MODELS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
 def demo_config(quantizer: str, steps: int, batch_size: int = 32, *, seed: int = 0, data: str = "photos") -> RunConfig:
-    """The demo's run config: the demo network trained with the recipe (``experiments.recipe.RECIPE``)."""
-    from depthq.experiments.recipe import RECIPE, recipe_config
-
-    config = recipe_config(RECIPE, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
+    """The demo's run config: the demo network trained with the recommended recipe."""
+    config = recipe_config(RECOMMENDED, quantizer, steps=steps, batch_size=batch_size, seed=seed, data=data)
     every = max(steps // 3, 1)  # three validations: training curves in each run's report
     return dataclasses.replace(config, train=dataclasses.replace(config.train, val_every=every, checkpoint_every=every))
 
@@ -89,9 +74,7 @@ class DemoRun:
 
 def code_rate_bpp(run: DemoRun) -> float:
     """The codes' rate in bits per pixel under the empirical prior (uniform if none was fitted)."""
-    from depthq.experiments.recipe import code_rate_bpp as rate_bpp
-
-    return rate_bpp(run.result, run.config.model.image_channels)
+    return run.result.code_rate_bpp(run.config.model.image_channels)
 
 
 def _anchor_psnr(run: DemoRun, codec: str) -> float:
@@ -119,14 +102,14 @@ FIGURES = (
     ("total bits/dim, empirical prior", 3, lambda r: r.result.total("empirical") or math.nan),
     ("PNG bits/dim (one file per image)", 3, lambda r: _lossless(r, "PNG")),
     ("WebP-lossless bits/dim (one file per image)", 3, lambda r: _lossless(r, "WebP lossless")),
-    ("smallest codebook perplexity / K", 3, lambda r: min_perplexity_fraction(r.result)),
+    ("smallest codebook perplexity / K", 3, lambda r: r.result.min_perplexity_fraction),
     *(
         (
             f"information per position / capacity, level {i}",
             3,
             lambda r, i=i: r.result.levels[i].information_fraction,
         )
-        for i in range(len(DEMO_MODEL["codebook_sizes"]))
+        for i in range(LEVELS)
     ),
     ("training time (s)", 0, lambda r: r.summary.train_seconds),
 )
@@ -192,7 +175,6 @@ def run_demo(
     import torch
 
     from depthq.data.scenes import choose_photo_set
-    from depthq.experiments.recipe import RECIPE
     from depthq.train import train
 
     steps = QUICK_STEPS if quick else steps
@@ -213,7 +195,7 @@ def run_demo(
         config.datamodule()  # the data set must fit the demo's model: ConfigError before any folder
     out = _fresh_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {RECIPE!r} -> {out}")
+    print(f"depthq demo: DQ-AE vs VQ-VAE, {steps} steps each, seeds {seeds}, recipe {RECOMMENDED!r} -> {out}")
     print(data_note)
     options = EvalOptions(device="cuda" if torch.cuda.is_available() else "cpu")
     runs: dict[str, list[DemoRun]] = {label: [] for label, _ in MODELS}
@@ -227,8 +209,9 @@ def run_demo(
             if prior and seed == seeds[0]:
                 # a smoke-test budget gets a smoke-test prior
                 smoke = steps <= QUICK_STEPS
-                _train_prior(run_dir, label, QUICK_PRIOR if smoke else DEMO_PRIOR)
-                run_options = dataclasses.replace(options, codec_images=4 if smoke else DEMO_CODEC_IMAGES)
+                budget = QUICK if smoke else DEFAULT
+                _train_prior(run_dir, label, budget["prior"])
+                run_options = dataclasses.replace(options, codec_images=budget["codec_images"])
             # the full report of `depthq eval`: eval.json, report.md and figures in <run>/eval-test/
             report = write_eval(run_dir, run_options)
             runs[label].append(DemoRun(label, seed, config, summary, report.result))
@@ -249,8 +232,6 @@ def _train_prior(run_dir: Path, label: str, settings: Sequence[str]) -> None:
 def _write(
     out: Path, runs: dict[str, list[DemoRun]], pictures: dict, *, steps: int, seeds: list[int], data_note: str
 ) -> None:
-    from depthq.experiments.recipe import RECIPE
-
     values = spreads(runs)
     n = len(seeds)
     columns = [
@@ -320,7 +301,7 @@ def _write(
             "schema_version": 2,
             "steps": steps,
             "seeds": seeds,
-            "recipe": RECIPE,
+            "recipe": RECOMMENDED,
             "data": data_note,
             "runs": {
                 label: [{"seed": r.seed, "train": r.summary.to_dict(), "eval": r.result.to_dict()} for r in rs]

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from depthq import cli
+from depthq import cli, terminal
 from depthq.errors import ConfigError, DepthqError
 
 
@@ -70,7 +70,7 @@ def test_library_input_errors_reach_the_terminal_as_one_line(capsys, tmp_path):
 
 
 def test_quiet_terminal_drops_tips_and_third_party_info_keeps_ours():
-    keep = cli.QuietThirdParty(verbose=False)
+    keep = terminal.QuietThirdParty(verbose=False)
 
     def record(name, level, msg):
         return logging.LogRecord(name, level, __file__, 1, msg, None, None)
@@ -80,13 +80,13 @@ def test_quiet_terminal_drops_tips_and_third_party_info_keeps_ours():
     assert not keep.filter(record("lightning.pytorch.accelerators.cuda", logging.INFO, "GPU available: False"))
     assert keep.filter(record("lightning.pytorch.trainer", logging.WARNING, "a real warning"))
     assert keep.filter(record("depthq.train.run", logging.INFO, "training dq (51,596 parameters)"))
-    assert cli.QuietThirdParty(verbose=True).filter(record("lightning.pytorch", logging.INFO, "GPU available"))
+    assert terminal.QuietThirdParty(verbose=True).filter(record("lightning.pytorch", logging.INFO, "GPU available"))
 
 
 def test_known_third_party_warnings_are_filtered_ours_are_not():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli.quiet_terminal(verbose=False)
+        terminal.quiet_terminal(verbose=False)
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning)
         warnings.warn("Total length of `list` across ranks is zero. Please make sure this was your intention.")
         warnings.warn("depthq: something the user should see")

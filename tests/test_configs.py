@@ -77,3 +77,95 @@ def test_a_model_check_is_a_config_error_naming_the_key():
 
     with pytest.raises(ConfigError, match="model.stride must be 2 or 4"):
         load_config(None, ["model.stride=3"])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_trains_the_recommended_recipe(path):
+    from depthq.config import resolve_config
+    from depthq.presets import RECIPE_KEYS, RECIPES, RECOMMENDED
+
+    resolved = resolve_config(path)
+    assert resolved.config.recipe == RECOMMENDED
+    recipe = RECIPES[RECOMMENDED].values
+    for section, key in RECIPE_KEYS:  # no file value hides the recipe's
+        assert getattr(getattr(resolved.config, section), key) == recipe[section][key]
+        assert resolved.sources[f"{section}.{key}"] == f"recipe {RECOMMENDED}"
+
+
+def test_print_config_shows_the_recipe_and_where_each_value_came_from(capsys):
+    from depthq.cli import main
+
+    assert main(["train", "-c", "configs/photos.yaml", "--set", "train.steps=7", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("recipe: all+mse  # the recommended recipe")
+    assert "  beta: 1.0  # recipe all+mse" in lines
+    assert "  lr_schedule: cosine  # recipe all+mse" in lines
+    assert "  channels: 64  # configs/photos.yaml" in lines
+    assert "  steps: 7  # --set" in lines
+    assert "  decay: 0.99  # default" in lines
+    # what it prints reads back as the same config
+    import yaml
+
+    from depthq.config import config_from_dict, load_config
+
+    assert config_from_dict(yaml.safe_load(out)) == load_config("configs/photos.yaml", ["train.steps=7"])
+
+
+def test_recipe_paper_gives_the_official_settings_and_presets_come_first(tmp_path):
+    from depthq.config import resolve_config
+
+    path = tmp_path / "paper.yaml"
+    path.write_text("recipe: paper\nmodel: {preset: small, num_codebooks: 2}\n")
+    resolved = resolve_config(path)
+    config = resolved.config
+    assert config.recipe == "paper"
+    assert (config.train.lr, config.train.lr_schedule, config.model.mse_weight) == (2e-4, "constant", 0.0)
+    assert (config.model.beta, config.model.commitment, config.model.kmeans_init) == (0.25, "sum", False)
+    # the official normalisation: each codebook's mean commitment summed, beta x M in depthq's
+    assert config.model.commitment_weight == 0.25 * 2
+    assert resolved.sources["model.channels"] == "preset small"
+    assert resolved.sources["model.num_codebooks"] == str(path)
+    # --set wins over the file, and can name the recipe
+    over = resolve_config(path, ["recipe=v0.1", "train.lr=3e-3"])
+    assert over.config.recipe == "v0.1" and over.config.train.lr == 3e-3 and over.sources["train.lr"] == "--set"
+    assert resolve_config(path, ["recipe=null"]).config.recipe is None
+
+
+def test_unknown_recipes_and_presets_are_refused_naming_the_choices():
+    from depthq.config import load_config
+    from depthq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"recipe: unknown recipe 'fastest'; choose one of \['recommended', 'paper'"):
+        load_config(None, ["recipe=fastest"])
+    with pytest.raises(ConfigError, match="model.preset: unknown preset 'huge'"):
+        load_config(None, ["model.preset=huge"])
+
+
+def test_the_shipped_photos_config_trains_with_its_recipe(tmp_path):
+    """A few steps of configs/photos.yaml as it ships: k-means seeded codebooks, the cosine
+    schedule from the recipe's peak rate, and the auxiliary squared error in the loss."""
+    import csv
+
+    from depthq.config import load_config
+    from depthq.presets import RECIPES, RECOMMENDED
+    from depthq.train import train
+    from depthq.train.lr import lr_factor
+
+    steps = 4
+    config = load_config("configs/photos.yaml", [
+        f"train.steps={steps}", f"train.val_every={steps}", f"train.checkpoint_every={steps}", "train.log_every=1",
+        "train.warmup_steps=0", "train.progress=false", "data.batch_size=8", "data.max_val_images=8"])
+    summary = train(config, tmp_path / "run")
+    recipe = RECIPES[RECOMMENDED].values
+    assert summary.steps == steps
+    from depthq import load
+
+    model = load(tmp_path / "run")
+    assert all(bool(q.initialized) for q in model.quantizers)  # k-means ran on the first batch
+    assert model.config.mse_weight == recipe["model"]["mse_weight"] > 0
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv")) if r.get("train/lr")]
+    logged = [float(r["train/lr"]) for r in rows]
+    want = [recipe["train"]["lr"] * lr_factor(s, warmup_steps=0, total_steps=steps, schedule="cosine",
+                                                min_ratio=recipe["train"]["min_lr_ratio"]) for s in range(steps)]
+    assert logged == pytest.approx(want)

@@ -311,6 +311,23 @@ class EvalResult:
                 )
         return tuple(out)
 
+    def code_rate_bpp(self, image_channels: int) -> float:
+        """The codes' rate in bits per pixel (H*W): the empirical prior's, else the uniform one's."""
+        rate = self.rate("empirical") or self.rate("uniform")
+        if rate is None:
+            raise ValueError("the result has no rate")
+        return rate.bits_per_image * image_channels / self.dims
+
+    @property
+    def min_perplexity_fraction(self) -> float:
+        """The smallest test perplexity over every codebook of every level, as a fraction of its K."""
+        return min(math.exp(h) / lv.codebook_size for lv in self.levels for h in lv.entropies)
+
+    @property
+    def min_information_fraction(self) -> float:
+        """The smallest level's effective information per position, as a fraction of its capacity."""
+        return min(lv.information_fraction for lv in self.levels)
+
     @property
     def selection(self) -> float:
         """What best-model choice minimises: total bits/dim with the uniform prior, or the MSE

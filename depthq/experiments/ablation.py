@@ -27,49 +27,10 @@ from depthq.experiments.common import (
     run_cells,
     single_level_config,
 )
+from depthq.presets import experiment_preset
 from depthq.tables import markdown_table
 
-PRESETS = {
-    # about 10 minutes on 2 CPU cores: 2 quantizers x 2 K x 2 D, one seed
-    "quick": {
-        "model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
-        "quantizers": ["dq", "vq"],
-        "codebook_sizes": [8, 64],
-        "code_dims": [8, 32],
-        "num_codebooks": [4],
-        "steps": 500,
-        "seed": 0,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "prior_images": 2048,
-    },
-    # one GPU: the official network, a 4 x 4 grid for three quantizer kinds
-    "full": {
-        "model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
-        "quantizers": ["dq", "vq", "coupled"],
-        "codebook_sizes": [16, 64, 256, 1024],
-        "code_dims": [8, 16, 32, 64],
-        "num_codebooks": [4],
-        "steps": 10000,
-        "seed": 0,
-        "batch_size": 128,
-        "lr": 2e-4,
-        "prior_images": 8192,
-    },
-}
-
-PRESETS["toy"] = {  # seconds: for tests
-    "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1},
-    "quantizers": ["dq", "vq"],
-    "codebook_sizes": [4, 8],
-    "code_dims": [4],
-    "num_codebooks": [2],
-    "steps": 2,
-    "seed": 0,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "prior_images": 32,
-}
+#: the presets (quick, full, toy): depthq.presets.EXPERIMENTS["ablation"]
 
 
 def cells(preset: dict, data: str, root: str | None) -> list[Cell]:
@@ -242,7 +203,7 @@ def run(
     num_codebooks: list[int] | None = None,
     quantizers: list[str] | None = None,
 ) -> AblationOutcome:
-    preset = dict(PRESETS[preset_name])
+    preset = experiment_preset("ablation", preset_name)
     for key, value in (
         ("steps", steps),
         ("codebook_sizes", codebook_sizes),

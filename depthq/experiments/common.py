@@ -22,9 +22,11 @@ from typing import Any, TypeVar
 
 from depthq.atomic import write_json
 from depthq.config import RunConfig, config_from_dict, dump_config, load_config
+from depthq.data.registry import dataset_info
 from depthq.errors import DepthqError, RunDirError, UsageError
 from depthq.evaluate.report import read_eval, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
+from depthq.presets import RECOMMENDED
 from depthq.train.summary import TrainSummary
 
 SETTINGS = "experiment.json"
@@ -65,14 +67,11 @@ def single_level_config(
     root: str | None,
 ) -> RunConfig:
     """The run config of one experiment cell: a single-level dmol model from ``preset``, trained
-    with the recipe (``depthq.experiments.recipe.RECIPE``) at the preset's peak learning rate.
+    with the recommended recipe (``depthq.presets.RECOMMENDED``) at the preset's peak learning
+    rate (sized for its network and batch).
 
     ``preset`` holds ``model`` (network fields), ``steps``, ``lr`` and ``batch_size``.
     """
-    from depthq.data.registry import dataset_info
-    from depthq.experiments.recipe import recipe_changes
-
-    model_changes, train_changes = recipe_changes(keep_lr=True)
     steps = preset["steps"]
     try:  # the images' channels and size come from the data set (Fashion-MNIST: 1 x 28 x 28)
         info = dataset_info(data)
@@ -81,6 +80,7 @@ def single_level_config(
         raise UsageError(str(err)) from None
     return config_from_dict(
         {
+            "recipe": RECOMMENDED,
             "model": {
                 **preset["model"],
                 **image,
@@ -90,7 +90,6 @@ def single_level_config(
                 "code_dim": code_dim,
                 "quantizer": quantizer,
                 "head": "dmol",
-                **model_changes,
             },
             "data": {
                 "name": data,
@@ -106,7 +105,6 @@ def single_level_config(
                 "seed": seed,
                 "val_every": steps,
                 "checkpoint_every": max(steps // 4, 1),
-                **train_changes,
             },
         }
     )
@@ -167,7 +165,7 @@ def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> Ce
 
     run_dir = root / "cells" / cell.name
     saved = run_dir / "config.yaml"
-    if saved.is_file() and dump_config(load_config(saved)) != dump_config(cell.config):
+    if saved.is_file() and dump_config(load_config(saved, default_recipe=None)) != dump_config(cell.config):
         raise RunDirError(
             f"{run_dir} holds a run with another configuration (the preset or the "
             "options changed): use another --out, or remove that folder to redo it"

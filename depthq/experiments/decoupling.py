@@ -38,58 +38,10 @@ from depthq.experiments.common import (
     single_level_config,
     with_options,
 )
+from depthq.presets import experiment_preset
 from depthq.tables import markdown_table
 
-PRESETS = {
-    # about 10 minutes on 2 CPU cores: 4 variants x 2 seeds
-    "quick": {
-        "model": {"channels": 64, "res_channels": 32, "res_blocks": 1, "coder_blocks": 2},
-        "num_codebooks": 4,
-        "codebook_size": 8,
-        "code_dim": 16,
-        "steps": 600,
-        "seeds": [0, 1],
-        "batch_size": 32,
-        "lr": 1e-3,
-        "prior_images": 2048,
-    },
-    # one GPU: the official network at a single level
-    "full": {
-        "model": {"channels": 256, "res_channels": 256, "res_blocks": 3, "coder_blocks": 2},
-        "num_codebooks": 4,
-        "codebook_size": 16,
-        "code_dim": 64,
-        "steps": 20000,
-        "seeds": [0, 1, 2],
-        "batch_size": 128,
-        "lr": 2e-4,
-        "prior_images": 8192,
-    },
-}
-# at most 8 minutes on one H100/H200 (sized from the measured img/s of similar networks;
-# not yet timed on a GPU): 4 variants x 2 seeds of a mid-size single-level network
-PRESETS["gpu"] = {
-    "model": {"channels": 128, "res_channels": 64, "res_blocks": 2, "coder_blocks": 2},
-    "num_codebooks": 4,
-    "codebook_size": 16,
-    "code_dim": 32,
-    "steps": 2000,
-    "seeds": [0, 1],
-    "batch_size": 128,
-    "lr": 1e-3,
-    "prior_images": 8192,
-}
-PRESETS["toy"] = {  # seconds: for tests
-    "model": {"channels": 16, "res_channels": 8, "res_blocks": 1, "coder_blocks": 1},
-    "num_codebooks": 2,
-    "codebook_size": 4,
-    "code_dim": 4,
-    "steps": 2,
-    "seeds": [0, 1],
-    "batch_size": 8,
-    "lr": 1e-3,
-    "prior_images": 32,
-}
+#: the presets (quick, full, gpu, toy): depthq.presets.EXPERIMENTS["decoupling"]
 MAX_VQ_CODES = 2**16  # the equal-rate VQ is left out above this many codes
 
 
@@ -231,7 +183,7 @@ def run(
     seeds: list[int] | None = None,
     steps: int | None = None,
 ) -> DecouplingOutcome:
-    preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
+    preset = with_options(experiment_preset("decoupling", preset_name), seeds=seeds, steps=steps)
     all_cells = cells(preset, data, root)
     check_cells(all_cells)  # every config and data set checked before the folder is claimed
     claim_folder(out, {"experiment": "decoupling", "preset": preset_name, "data": data, "root": root, "config": preset})

@@ -1,6 +1,6 @@
 """``depthq experiment recipe``: the measured sweep behind the demo's training recipe.
 
-The demo's network (``depthq.demo.DEMO_MODEL``: two levels, M=4 codebooks of K=64 at each,
+The demo's network (``depthq.presets.MODELS["demo"]``: two levels, M=4 codebooks of K=64 at each,
 dmol head) trained with one change at a time from the recipe of depthq 0.1, then with the
 changes together, for DQ-AE and for VQ-VAE alike (one codebook of M*K codes: the same number of
 code vectors), so that both quantizers get the same search effort:
@@ -48,64 +48,12 @@ from depthq.experiments.common import (
     run_cells,
     with_options,
 )
+from depthq.presets import MODELS, RECIPES, experiment_preset
 from depthq.tables import markdown_table
 
-#: (name, overrides of the model and train sections); applied to DQ-AE and VQ-VAE alike
-VARIANTS = {
-    "v0.1": {},
-    "beta-M": {"model": {"beta": 1.0}},
-    "kmeans++": {"model": {"kmeans_init": True}},
-    "cosine": {"train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}},
-    "all": {
-        "model": {"beta": 1.0, "kmeans_init": True},
-        "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05},
-    },
-    "mse": {"model": {"mse_weight": 10.0}},
-    "all+mse": {
-        "model": {"beta": 1.0, "kmeans_init": True, "mse_weight": 10.0},
-        "train": {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05},
-    },
-}
-
-#: The recipe the demo and the other experiments train with: chosen by this experiment's table
-#: (README, "Training recipe").
-RECIPE = "all+mse"
-
-
-def recipe_changes(variant: str = RECIPE, *, keep_lr: bool = False) -> tuple[dict, dict]:
-    """(model, train) settings of a recipe variant; ``keep_lr`` leaves the peak learning rate
-    out (experiments whose presets size it for their own network and batch)."""
-    if variant not in VARIANTS:
-        raise UsageError(f"expected a recipe variant in {list(VARIANTS)}, got {variant!r}")
-    model, train = dict(VARIANTS[variant].get("model", {})), dict(VARIANTS[variant].get("train", {}))
-    if keep_lr:
-        train.pop("lr", None)
-    return model, train
-
-
-PRESETS = {
-    # about an hour on 2 CPU cores: 7 variants x 2 quantizers x 1 seed at 600 steps
-    "quick": {"steps": 600, "batch_size": 32, "seeds": [0], "prior_images": 2048},
-    # one GPU
-    "full": {"steps": 5000, "batch_size": 128, "seeds": [0, 1], "prior_images": 8192},
-    # seconds: for tests
-    "toy": {
-        "steps": 2,
-        "batch_size": 4,
-        "seeds": [0],
-        "prior_images": 16,
-        "model": {
-            "channels": 16,
-            "res_channels": 8,
-            "res_blocks": 1,
-            "coder_blocks": 1,
-            "codebook_sizes": [4, 4],
-            "num_codebooks": 2,
-            "code_dim": 4,
-            "mixtures": 2,
-        },
-    },
-}
+#: the recipes of the sweep (``depthq.presets.RECIPES``), each applied to DQ-AE and VQ-VAE alike
+SWEEP = ("v0.1", "beta-M", "kmeans++", "cosine", "all", "mse", "all+mse")
+#: the presets (quick, full, toy): depthq.presets.EXPERIMENTS["recipe"]
 QUANTIZERS = (("DQ-AE", "dq"), ("VQ-VAE", "vq"))
 
 
@@ -120,26 +68,32 @@ def recipe_config(
     root: str | None = None,
     model: dict | None = None,
 ) -> RunConfig:
-    """The demo's run config with ``variant``'s changes (the v0.1 recipe for ``"v0.1"``)."""
-    from depthq.demo import DEMO_MODEL
-
-    model_changes, train_changes = recipe_changes(variant)
-    net = {**DEMO_MODEL, **(model or {}), "quantizer": quantizer, **model_changes}
+    """The demo's network (``depthq.presets.MODELS["demo"]``, with ``model``'s changes) trained
+    with the recipe ``variant`` (``depthq.presets.RECIPES``); a VQ-VAE gets one codebook of
+    M*K codes per level, the same number of code vectors."""
+    if variant not in RECIPES:
+        raise UsageError(f"expected a recipe variant in {list(RECIPES)}, got {variant!r}")
+    net = {**MODELS["demo"].settings(), **(model or {}), "quantizer": quantizer}
     if quantizer == "vq":  # the same number of code vectors: one codebook of M*K codes
         net["codebook_sizes"] = [k * net["num_codebooks"] for k in net["codebook_sizes"]]
     train = {
         "steps": steps,
-        "lr": 1e-3,
         "warmup_steps": min(100, steps // 10),
         "seed": seed,
         "val_every": steps,
         "checkpoint_every": max(steps // 4, 1),
-        **train_changes,
     }
     return config_from_dict(
         {
+            "recipe": variant,
             "model": net,
-            "data": {"name": data, "root": root, "batch_size": batch_size, "val_fraction": 0.05, "max_val_images": 256},
+            "data": {
+                "name": data,
+                "root": root,
+                "batch_size": batch_size,
+                "val_fraction": 0.05,
+                "max_val_images": 256,
+            },
             "train": train,
         }
     )
@@ -187,14 +141,6 @@ class RecipeRow:
     """JPEG (4:2:0) PSNR at ``rate_bpp`` on the same images; None when not measured."""
 
 
-def min_perplexity_fraction(result) -> float:
-    return min(math.exp(h) / lv.codebook_size for lv in result.levels for h in lv.entropies)
-
-
-def min_information_fraction(result) -> float:
-    return min(lv.information_fraction for lv in result.levels)
-
-
 def summarise(results: list[CellResult], jpeg=None) -> list[RecipeRow]:
     """Rows by (variant, model); ``jpeg(bpp) -> dB`` gives the anchor column when given."""
     rows = []
@@ -209,22 +155,16 @@ def summarise(results: list[CellResult], jpeg=None) -> list[RecipeRow]:
                 distortion_bpd=aggregate([c.result.distortion for c in cs]),
                 total_empirical_bpd=aggregate([c.result.total("empirical") or math.nan for c in cs]),
                 rate_bpp=aggregate(rates),
-                min_perplexity_fraction=aggregate([min_perplexity_fraction(c.result) for c in cs]),
-                min_information_fraction=aggregate([min_information_fraction(c.result) for c in cs]),
+                min_perplexity_fraction=aggregate([c.result.min_perplexity_fraction for c in cs]),
+                min_information_fraction=aggregate([c.result.min_information_fraction for c in cs]),
                 jpeg_psnr=None if jpeg is None else aggregate([jpeg(r) for r in rates]),
             )
         )
     return rows
 
 
-def code_rate_bpp(result, image_channels: int) -> float:
-    """The codes' rate in bits per pixel of an ``EvalResult`` (empirical prior, else uniform)."""
-    rate = result.rate("empirical") or result.rate("uniform")
-    return rate.bits_per_image * image_channels / result.dims
-
-
 def _bpp(cell: CellResult) -> float:
-    return code_rate_bpp(cell.result, cell.model.image_channels)
+    return cell.result.code_rate_bpp(cell.model.image_channels)
 
 
 def format_rows(rows: list[RecipeRow]) -> str:
@@ -309,8 +249,11 @@ def run(
     steps: int | None = None,
     variants: list[str] | None = None,
 ) -> RecipeOutcome:
-    preset = with_options(PRESETS[preset_name], seeds=seeds, steps=steps)
-    variants = list(variants or VARIANTS)
+    preset = with_options(experiment_preset("recipe", preset_name), seeds=seeds, steps=steps)
+    variants = list(variants or SWEEP)
+    for variant in variants:
+        if variant not in RECIPES:
+            raise UsageError(f"expected recipes among {list(RECIPES)}, got {variant!r}")
     all_cells = cells(preset, data, root, variants)
     check_cells(all_cells)  # every config and data set checked before the folder is claimed
     claim_folder(
@@ -336,7 +279,7 @@ def run(
             "preset": preset_name,
             "data": data,
             "config": preset,
-            "variants": {v: VARIANTS[v] for v in variants},
+            "variants": {v: RECIPES[v].settings() for v in variants},
             "rows": rows_json(rows),
             "cells": cells_json(results),
         },
@@ -347,7 +290,7 @@ def run(
         f"The demo's network, {preset['steps']} steps at batch {preset['batch_size']} per cell; the test "
         f"split; mean ± std over seeds where there are several. Information: the joint entropy of a "
         f"position's codes (plug-in estimator), over M*log2 K.\n\n{table}\n\nVariants: "
-        + "; ".join(f"{v}: {VARIANTS[v] or 'the depthq 0.1 recipe'}" for v in variants)
+        + "; ".join(f"{v}: {RECIPES[v].description}" for v in variants)
         + f"\n\n![rate-distortion]({figure.name})\n",
     )
     return RecipeOutcome(table, rows, out)

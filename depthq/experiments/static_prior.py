@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from depthq.atomic import write_json
 from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
+from depthq.presets import experiment_preset
 from depthq.quantize import DepthwiseQuantizer
 from depthq.tables import markdown_table
 
@@ -103,23 +104,13 @@ class Preset:
             raise ValueError(f"invalid static-prior preset, expected {', '.join(bad)}; got {self}")
 
 
-PRESETS = {
-    # 611 crops (413 train / 198 test), 3 seeds. Measured on 2 CPU cores: feature extraction 85 s
-    # (175 s on a busy machine, then cached) + 60 s of fits; about 2.5 minutes, 9 at worst
-    "quick": Preset(
-        scales=(256, 384, 512), stride=64, codebook_sizes=(32, 1024), seeds=(0, 1, 2), kmeans_iters=20, lloyd_passes=10
-    ),
-    # 3,754 crops (2,512 train / 1,242 test), 10 seeds as in the paper: sized for one GPU
-    "full": Preset(
-        scales=(256, 320, 384, 448, 512),
-        stride=32,
-        codebook_sizes=(32, 1024),
-        seeds=tuple(range(10)),
-        kmeans_iters=30,
-        lloyd_passes=30,
-        batch_size=64,
-    ),
-}
+def preset_named(name: str) -> Preset:
+    """A preset of ``depthq.presets.EXPERIMENTS["static-prior"]`` (quick, full) as a ``Preset``."""
+    values = experiment_preset("static-prior", name)
+    return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+PRESETS = {name: preset_named(name) for name in ("quick", "full")}
 
 
 class _Metrics:

@@ -5,12 +5,11 @@ from depthq.models.autoencoder import (
     Bottleneck,
     HierarchicalAutoencoder,
 )
-from depthq.models.config import PRESETS, QUANTIZERS, ModelConfig, preset
+from depthq.models.config import QUANTIZERS, ModelConfig, preset
 from depthq.models.heads import HEADS, LikelihoodHead, make_head, normalise
 
 __all__ = [
     "HEADS",
-    "PRESETS",
     "QUANTIZERS",
     "AutoencoderOutput",
     "Bottleneck",

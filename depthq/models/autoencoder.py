@@ -46,7 +46,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         m, d = config.num_codebooks, config.code_dim
         kwargs = dict(
-            beta=config.beta,
+            beta=config.commitment_weight,
             decay=config.decay,
             learning=config.learning,
             dead_code_threshold=config.dead_code_threshold,

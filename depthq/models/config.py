@@ -6,10 +6,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from depthq.presets import MODELS
 from depthq.quantize.search import SEARCH_BACKENDS
 
 QUANTIZERS = ("dq", "vq", "coupled")
 HEAD_NAMES = ("categorical", "dmol", "mse")
+COMMITMENTS = ("mean", "sum")
 
 
 @dataclass
@@ -51,6 +53,10 @@ class ModelConfig:
     """Logistic mixture components of the dmol head."""
     beta: float = 0.25
     """Commitment loss weight."""
+    commitment: str = "mean"
+    """How the commitment ||x - sg(q)||^2 is normalised: "mean" over every element of the level
+    (depthq), or "sum" of each codebook's mean over its codebooks (the official code: ``beta``
+    weighs M times more for M codebooks)."""
     mse_weight: float = 0.0
     """Weight of an auxiliary squared error between the head's expected image
     (``head.expected``, normalised to [-1, 1]) and the input, added to the likelihood in the
@@ -98,6 +104,8 @@ class ModelConfig:
             raise ValueError(f"model.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.head not in HEAD_NAMES:
             raise ValueError(f"model.head must be one of {HEAD_NAMES}, got {self.head!r}")
+        if self.commitment not in COMMITMENTS:
+            raise ValueError(f"model.commitment must be one of {COMMITMENTS}, got {self.commitment!r}")
         if self.learning not in ("ema", "gradient"):
             raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
         if self.search not in SEARCH_BACKENDS:
@@ -109,6 +117,11 @@ class ModelConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"model.{name} must be a finite number >= 0, got {value}")
         self.check_image_size(self.image_size)
+
+    @property
+    def commitment_weight(self) -> float:
+        """The weight of each quantizer's mean commitment: beta, or beta x M with "sum"."""
+        return self.beta * (self.codebooks_per_level if self.commitment == "sum" else 1)
 
     @property
     def num_levels(self) -> int:
@@ -172,29 +185,9 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-#: Named presets. "official": the official code's defaults (44M parameters at 32x32 RGB with
-#: the dmol head). "paper-22m": a 22M-parameter preset matching the paper's reported model size.
-#: "small": trains at a useful speed on a 2-core CPU. "tiny": for tests.
-PRESETS: dict[str, ModelConfig] = {
-    "official": ModelConfig(),
-    "paper-22m": ModelConfig(channels=176, res_channels=176),
-    "small": ModelConfig(
-        channels=64,
-        res_channels=32,
-        res_blocks=1,
-        coder_blocks=1,
-        codebook_sizes=[64, 64],
-        num_codebooks=4,
-        code_dim=16,
-    ),
-    "tiny": ModelConfig(
-        channels=16, res_channels=8, res_blocks=1, coder_blocks=1, codebook_sizes=[16, 16], num_codebooks=2, code_dim=4
-    ),
-}
-
-
 def preset(name: str, **changes) -> ModelConfig:
-    """A copy of a named preset, optionally with fields changed."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**changes)
+    """The ``ModelConfig`` of a named architecture (``depthq.presets.MODELS``), optionally with
+    fields changed."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(MODELS)}")
+    return ModelConfig(**{**MODELS[name].settings(), **changes})

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from depthq.config import PRECISIONS, _build, _check_int, apply_overrides
-
 # the section builder and checks of the run config, so that both read and fail the same way
+from depthq.config import TrainerConfig, apply_overrides, build_section, check_int
 from depthq.errors import ConfigError, MissingFileError
 
 ORDERS = ("joint", "sequential")
@@ -54,7 +53,7 @@ class PriorConfig:
         if self.order not in ORDERS:
             raise ConfigError(f"prior.order must be one of {ORDERS}, got {self.order!r}")
         for name in ("dim", "layers", "heads", "mlp_ratio"):
-            _check_int(f"prior.{name}", getattr(self, name), 1)
+            check_int(f"prior.{name}", getattr(self, name), 1)
         if self.dim % self.heads:
             raise ConfigError(f"prior.dim ({self.dim}) must be a multiple of prior.heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -65,76 +64,47 @@ class PriorConfig:
 
 
 @dataclass
-class PriorTrainConfig:
-    """How to train the prior (on the codes of the autoencoder run's training split)."""
+class PriorTrainConfig(TrainerConfig):
+    """How to train the prior (on the codes of the autoencoder run's training split); the fields
+    shared with the autoencoder's ``TrainConfig`` come from ``depthq.config.TrainerConfig``."""
 
     steps: int = 1500
     """Optimizer steps."""
-    batch_size: int = 32
-    """Images (code sequences) per step and device."""
     lr: float = 1e-3
     """Peak AdamW learning rate, reached after the warm-up, then cosine decay to lr/10."""
     warmup_steps: int = 100
     """Linear warm-up from 0."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (matrices only; embeddings, norms and biases are not decayed)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this value; 0 disables."""
     precision: str | int = "auto"
     """32, bf16-mixed, 16-mixed, or auto: bf16-mixed on CUDA (16-mixed without bf16), 32 on CPU
     (where bf16 autocast made the prior's small matmuls slower, even with AMX)."""
-    accelerator: str = "auto"
-    """cpu, gpu or auto."""
-    devices: int | str = 1
-    """Devices per node (an int, or "auto")."""
-    num_nodes: int = 1
-    """Nodes for multi-node DDP."""
-    strategy: str = "auto"
-    """Lightning strategy (DDP when devices > 1)."""
     seed: int = 0
     """Fixes initialisation and the order of the training batches."""
+    val_every: int = 500
+    """Validate every this many steps (and at the end)."""
+    progress: bool = True
+    """Show progress bars."""
+    batch_size: int = 32
+    """Images (code sequences) per step and device."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (matrices only; embeddings, norms and biases are not decayed)."""
     max_train_images: int | None = None
     """Encode at most this many training images (a seeded subset); null: the whole split."""
     max_val_images: int | None = 1024
     """Validate on at most this many images of the run's val split (seeded subset); null: all."""
     eval_batch_size: int = 256
     """Batch size for encoding images and for validation."""
-    val_every: int = 500
-    """Validate every this many steps (and at the end)."""
-    checkpoint_every: int = 500
-    """Write checkpoints/last.ckpt every this many steps."""
-    log_every: int = 25
-    """Log training metrics every this many steps."""
-    progress: bool = True
-    """Show progress bars."""
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("steps", 1),
-            ("batch_size", 1),
-            ("warmup_steps", 0),
-            ("num_nodes", 1),
-            ("seed", 0),
-            ("eval_batch_size", 1),
-            ("val_every", 1),
-            ("checkpoint_every", 1),
-            ("log_every", 1),
-        ):
-            _check_int(f"train.{name}", getattr(self, name), low)
+        super().__post_init__()
+        for name in ("batch_size", "eval_batch_size"):
+            check_int(f"train.{name}", getattr(self, name), 1)
         for name in ("max_train_images", "max_val_images"):
             if getattr(self, name) is not None:
-                _check_int(f"train.{name}", getattr(self, name), 1)
-        for name, low_ok in (("lr", False), ("weight_decay", True), ("grad_clip", True)):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and (value >= 0 if low_ok else value > 0)):
-                raise ConfigError(f"train.{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value}")
-        self.precision = str(self.precision)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if isinstance(self.devices, int):
-            _check_int("train.devices", self.devices, 1)
-        elif self.devices != "auto":
-            raise ConfigError(f"train.devices must be an int >= 1 or 'auto', got {self.devices!r}")
+                check_int(f"train.{name}", getattr(self, name), 1)
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -162,7 +132,8 @@ class PriorRunConfig:
                 "in a prior config; valid sections: prior, train"
             )
         return cls(
-            _build(PriorConfig, tree.get("prior"), "prior"), _build(PriorTrainConfig, tree.get("train"), "train")
+            build_section(PriorConfig, tree.get("prior"), "prior"),
+            build_section(PriorTrainConfig, tree.get("train"), "train"),
         )
 
 

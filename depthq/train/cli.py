@@ -7,14 +7,15 @@ import datetime
 import json
 from pathlib import Path
 
-from depthq.config import dump_config, load_config
+from depthq.config import dump_config, resolve_config
 from depthq.errors import ConfigError, MissingFileError
 
 #: shortcut flags whose value is text: passed through as a YAML string, so that e.g.
 #: ``--root ~`` or ``--root 2024`` is a folder name, not null or a number
-TEXT_SHORTCUTS = {"accelerator", "precision", "strategy", "quantizer", "data", "root"}
+TEXT_SHORTCUTS = {"recipe", "accelerator", "precision", "strategy", "quantizer", "data", "root"}
 
 SHORTCUTS = {  # convenience flags -> config keys
+    "recipe": "recipe",
     "steps": "train.steps",
     "devices": "train.devices",
     "accelerator": "train.accelerator",
@@ -59,7 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     for flag, key in SHORTCUTS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE", help=f"same as --set {key}=VALUE")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config, each value with where it came from (default, preset, "
+        "recipe, file, --set), and exit",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,13 +93,14 @@ def run(args: argparse.Namespace) -> int:
                 f"cannot resume: {run_dir / 'config.yaml'} not found (is {run_dir} "
                 "a run directory written by depthq train?)"
             )
-        config = load_config(run_dir / "config.yaml", overrides)
+        resolved = resolve_config(run_dir / "config.yaml", overrides, default_recipe=None)
     else:
-        config = load_config(args.config, overrides)
+        resolved = resolve_config(args.config, overrides)
         stem = Path(args.config).stem if args.config else "default"
         run_dir = Path(args.run_dir or f"runs/{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    config = resolved.config
     if args.print_config:
-        print(dump_config(config), end="")
+        print(dump_config(config, resolved.sources), end="")
         return 0
     report(train(config, run_dir, resume=args.resume or False))
     return 0

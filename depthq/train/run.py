@@ -28,9 +28,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from depthq.atomic import write_text
-from depthq.cli import QUIET_WARNINGS
 from depthq.config import RunConfig, dump_config, saved_run_config
 from depthq.errors import ConfigError, CorruptFileError, DepthqError, MissingFileError, RunDirError, data_errors
+from depthq.terminal import QUIET_WARNINGS
 from depthq.train.callbacks import RNGState, RunArtifacts, SafeCheckpointIO, StepProgress
 from depthq.train.checkpoints import checkpoint_step, read_checkpoint, verify_checkpoint
 from depthq.train.loggers import AppendingCSVLogger, trim_history
@@ -53,7 +53,7 @@ RESUMABLE_CHANGES = (
     "model.search",
     "data.device_cache_mb",
 )
-SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training"}
+SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training", "recipe": "the recipe"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -108,14 +108,18 @@ def is_main_process() -> bool:
 
 
 def config_changes(old: RunConfig, new: RunConfig) -> list[tuple[str, object, object]]:
-    """(section.key, old value, new value) of every field that differs."""
+    """(section.key, old value, new value) of every field that differs (``recipe`` for the recipe)."""
     a, b = old.to_dict(), new.to_dict()
-    return [
-        (f"{section}.{key}", a[section][key], b[section][key])
-        for section in a
-        for key in a[section]
-        if a[section][key] != b[section][key]
-    ]
+    changes: list[tuple[str, object, object]] = []
+    for section, values in a.items():
+        if not isinstance(values, dict):
+            if values != b[section]:
+                changes.append((section, values, b[section]))
+            continue
+        changes += [
+            (f"{section}.{key}", values[key], b[section][key]) for key in values if values[key] != b[section][key]
+        ]
+    return changes
 
 
 def check_resume(saved: RunConfig, new: RunConfig, step: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from depthq.errors import UsageError
 from depthq.experiments import recipe
+from depthq.presets import experiment_preset
 
 
 def test_variants_change_only_what_they_name():
@@ -46,12 +47,13 @@ def test_recipe_toy_run_writes_rows_with_the_jpeg_anchor(tmp_path):
 
 def test_experiments_train_with_the_recipe_at_their_own_learning_rate():
     from depthq.experiments.common import single_level_config
-    from depthq.experiments.decoupling import PRESETS
+    from depthq.presets import RECIPES, RECOMMENDED, experiment_preset
 
-    preset = PRESETS["quick"]
+    preset = experiment_preset("decoupling", "quick")
     config = single_level_config(preset, quantizer="dq", codebook_size=8, num_codebooks=4, code_dim=16, seed=0,
                                  data="photos", root=None)
-    model, train = recipe.recipe_changes()
+    assert config.recipe == RECOMMENDED
+    model, train = RECIPES[RECOMMENDED].values["model"], RECIPES[RECOMMENDED].values["train"]
     for key, value in model.items():
         assert getattr(config.model, key) == value
     for key, value in train.items():
@@ -82,15 +84,15 @@ def test_bad_seeds_steps_and_data_are_refused_before_the_folder(tmp_path):
     with pytest.raises(ConfigError):  # 28x28 greyscale does not fit the demo network
         recipe.run(tmp_path / "r", preset_name="toy", data="fashion-mnist")
     assert not (tmp_path / "r").exists()
-    assert recipe.cells(recipe.with_options(recipe.PRESETS["toy"], seeds=[1, 1]), "photos", None, ["v0.1"])[0].name \
+    assert recipe.cells(recipe.with_options(experiment_preset("recipe", "toy"), seeds=[1, 1]), "photos", None, ["v0.1"])[0].name \
         == "dq-v01-seed1"
 
 
 def test_single_level_experiments_take_the_images_shape_from_the_data_set():
-    from depthq.experiments.decoupling import PRESETS, cells
+    from depthq.experiments.decoupling import cells
 
-    config = cells(PRESETS["quick"], "fashion-mnist", None)[0].config
+    config = cells(experiment_preset("decoupling", "quick"), "fashion-mnist", None)[0].config
     assert (config.model.image_channels, config.model.image_size) == (1, 28)
     config.datamodule()  # fits: no ConfigError (the images are not read)
     with pytest.raises(UsageError, match="unknown data set"):
-        cells(PRESETS["quick"], "nonsense", None)
+        cells(experiment_preset("decoupling", "quick"), "nonsense", None)

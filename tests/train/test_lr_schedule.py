@@ -40,5 +40,5 @@ def test_a_cosine_run_cannot_be_extended_on_resume():
     check_resume(saved, saved, 400)  # the same steps: fine
     with pytest.raises(ConfigError, match="cannot extend a run with the cosine"):
         check_resume(saved, longer, 400)
-    constant = config_from_dict({"train": {"steps": 800}})
-    check_resume(constant, config_from_dict({"train": {"steps": 1600}}), 400)  # constant: extendable
+    constant = config_from_dict({"train": {"steps": 800, "lr_schedule": "constant"}})
+    check_resume(constant, config_from_dict({"train": {"steps": 1600, "lr_schedule": "constant"}}), 400)  # extendable

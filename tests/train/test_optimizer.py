@@ -149,13 +149,13 @@ def test_under_16_mixed_the_norm_and_the_skip_see_the_unscaled_gradients():
     except (AttributeError, RuntimeError, TypeError) as err:
         pytest.skip(f"no CPU GradScaler here: {err}")
     x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    reference = DQModule(load_config(None, ["model.preset=tiny"]))
+    reference = DQModule(load_config(None, ["recipe=null", "model.preset=tiny"]))
     initial = {k: v.clone() for k, v in reference.state_dict().items()}  # before the EMA moves
     reference.model(x).loss.backward()
     grads = {n: p.grad.clone() for n, p in reference.named_parameters() if p.grad is not None}
     true_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()])))
     # a threshold the true norm passes and the scaled one (x1024) would not
-    config = load_config(None, ["model.preset=tiny", "train.grad_clip=0", f"train.skip_grad_norm={10 * true_norm}"])
+    config = load_config(None, ["recipe=null", "model.preset=tiny", "train.grad_clip=0", f"train.skip_grad_norm={10 * true_norm}"])
     module = DQModule(config)
     module.load_state_dict(initial)
     module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))  # what is read

@@ -16,7 +16,7 @@ from depthq.train import train
 from depthq.train.checkpoints import read_checkpoint, sidecar, write_checkpoint
 from depthq.train.loggers import trim_history
 
-TINY = ["model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
+TINY = ["recipe=null", "model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
         "train.progress=false", "train.val_every=2", "train.checkpoint_every=2"]
 
 

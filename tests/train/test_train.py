@@ -20,7 +20,7 @@ from depthq.evaluate.result import EvalResult
 from depthq.train import train
 
 TINY = [
-    "model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
+    "recipe=null", "model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
     "train.progress=false",
 ]
 
@@ -151,7 +151,7 @@ DDP_SCRIPT = textwrap.dedent(
     import os, sys
     import lightning as L
     import torch
-    from depthq.cli import quiet_terminal
+    from depthq.terminal import quiet_terminal
     from depthq.config import load_config
     from depthq.train import train
     from depthq.train.cli import report
