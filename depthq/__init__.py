@@ -3,13 +3,13 @@
 A vector-quantization bottleneck that splits a feature tensor along its channel axis and gives
 every slice its own codebook: capacity K^M for a cost of M*K code vectors.
 
-The public names are imported on first use, so that light modules (``depthq.atomic``, the CLI's
-argument parsing) do not pay for torch.
+The public names are imported on first use (for start-up time: light modules such as
+``depthq.atomic`` and the CLI's argument parsing do not pay for torch).
 """
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from depthq.version import __version__
 
 _EXPORTS = {
     "DepthwiseQuantizer": "depthq.quantize",

@@ -22,17 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from depthq.atomic import write_json, write_text
 from depthq.config import RunConfig
+from depthq.data.scenes import choose_photo_set
 from depthq.errors import UsageError
 from depthq.evaluate import figures
-from depthq.evaluate.report import format_table, mi_panels, sample_reconstructions, write_eval
+from depthq.evaluate.report import format_table, mi_panels
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.experiments.common import Aggregate, aggregate
 from depthq.experiments.recipe import recipe_config
 from depthq.presets import MODELS as MODEL_PRESETS
 from depthq.presets import RECOMMENDED, experiment_preset
+from depthq.prior.config import load_prior_config
+from depthq.runs import sample_reconstructions, train_prior, write_eval
 from depthq.tables import markdown_table
+from depthq.train import train
 from depthq.train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
@@ -172,11 +178,6 @@ def run_demo(
 ) -> dict[str, list[DemoRun]]:
     """Train and evaluate both models at every seed; returns the runs by model label and writes
     them to ``out``."""
-    import torch
-
-    from depthq.data.scenes import choose_photo_set
-    from depthq.train import train
-
     steps = QUICK_STEPS if quick else steps
     seeds = list(dict.fromkeys(seeds))
     if not seeds:
@@ -222,9 +223,6 @@ def run_demo(
 
 
 def _train_prior(run_dir: Path, label: str, settings: Sequence[str]) -> None:
-    from depthq.prior.config import load_prior_config
-    from depthq.prior.train import train_prior
-
     print(f"training the learned prior over {label}'s codes ({', '.join(settings)})")
     train_prior(run_dir, load_prior_config(None, settings))
 
@@ -330,33 +328,4 @@ def _write(
         f"Pictures: {out / 'test_reconstructions.png'} (rows: originals, {', '.join(pictures)}), "
         f"{out / 'mutual_information.png'}; every run's figures: {out / 'summary.md'}; full reports with "
         f"figures: {out}/*-seed*/eval-test/report.md"
-    )
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="train and compare DQ-AE and VQ-VAE on real photos over seeds",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--out", default="results/demo", help="results folder (a new one if it exists)")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps per model and seed")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(DEMO_SEEDS), help="seeds of every model")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--data", help="data set (default: scenes when installed, else the built-in photos)")
-    p.add_argument("--no-prior", dest="prior", action="store_false", help="skip the learned prior")
-    p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps each: a smoke test")
-    p.set_defaults(
-        func=lambda args: (
-            run_demo(
-                args.out,
-                steps=args.steps,
-                quick=args.quick,
-                seeds=args.seeds,
-                batch_size=args.batch_size,
-                data=args.data,
-                prior=args.prior,
-            )
-            and 0
-        )
     )

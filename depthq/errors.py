@@ -10,9 +10,6 @@ A leaf module: it imports nothing of depthq.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 
 class DepthqError(Exception):
     """An error in the user's input; its message says what was expected and what came."""
@@ -44,21 +41,3 @@ class CorruptFileError(DepthqError, ValueError):
 
 class SchemaError(CorruptFileError):
     """A results file has an unknown or newer schema, or a missing or renamed field."""
-
-
-@contextlib.contextmanager
-def data_errors(context: str = "") -> Iterator[None]:
-    """Turn the data layer's ValueError / FileNotFoundError into user errors (one line on the CLI).
-
-    Used where a command reads the data set a user named; the original exception stays
-    chained (``-v`` shows it).
-    """
-    prefix = f"{context}: " if context else ""
-    try:
-        yield
-    except DepthqError:
-        raise
-    except FileNotFoundError as err:
-        raise MissingFileError(f"{prefix}{err}") from err
-    except ValueError as err:
-        raise DataError(f"{prefix}{err}") from err

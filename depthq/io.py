@@ -9,6 +9,9 @@ Integrity: the SHA-256 of the tensor data is stored in the safetensors header it
 (``__metadata__["depthq_sha256"]``), so the file and its checksum are written in one atomic
 rename, and ``load`` refuses a truncated or bit-flipped file, or weights of another model, with
 one clear message naming the file. Files saved before checksums existed load unchecked.
+
+Identity: ``state_digest(module)`` names trained weights independently of the file they came
+from (the learned prior and the codec's files record it, and refuse other weights).
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from depthq.atomic import atomic_write, write_json
+from depthq.config import RunConfig, saved_run_config
 from depthq.errors import CorruptFileError, MissingFileError
-
-if TYPE_CHECKING:
-    import torch
-
-    from depthq.config import RunConfig
-    from depthq.evaluate.result import EvalResult
-    from depthq.models import HierarchicalAutoencoder, ModelConfig
+from depthq.evaluate.result import EvalResult
+from depthq.models import HierarchicalAutoencoder, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,6 @@ class Export:
 
     @classmethod
     def from_dict(cls, values: dict, origin: str) -> Export:
-        from depthq.config import saved_run_config
-        from depthq.evaluate.result import EvalResult
-        from depthq.models import ModelConfig
-
         version = values.get("format_version", 1)
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CorruptFileError(
@@ -120,16 +121,14 @@ def save_model(
     the sidecar keeps the record of that weights file (its step and validation), since a run
     folder holds several (``model.safetensors``, ``best.safetensors``).
     """
-    from safetensors.torch import save
-
     folder = Path(folder)
     export = export or Export(model=model.config)
     if export.model != model.config:
         raise ValueError("export.model must be the model's own config")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    plain = save(state)
+    plain = save_safetensors(state)
     data = memoryview(plain)[8 + int.from_bytes(plain[:8], "little") :]
-    blob = save(state, metadata={"format": "pt", CHECKSUM_KEY: hashlib.sha256(data).hexdigest()})
+    blob = save_safetensors(state, metadata={"format": "pt", CHECKSUM_KEY: hashlib.sha256(data).hexdigest()})
     if memoryview(blob)[-len(data) :] != data:  # the header grew, the tensor bytes did not move
         raise RuntimeError("safetensors laid the tensors out differently with metadata")
     weights = atomic_write(folder / weights_name, lambda tmp: Path(tmp).write_bytes(blob))
@@ -139,32 +138,11 @@ def save_model(
     return weights
 
 
-def read_export(folder: str | os.PathLike, weights: str | None = None) -> Export:
-    """The record of ``weights`` (its sidecar ``<stem>.json``), or of the run (``config.json``)."""
-    folder = Path(folder)
-    path = (folder / weights).with_suffix(".json") if weights else folder / CONFIG
-    if weights and not path.is_file():
-        path = folder / CONFIG
-    if not path.is_file():
-        raise MissingFileError(
-            f"{path} not found: expected a run directory written by `depthq train` (with {CONFIG} and {WEIGHTS})"
-        )
-    try:
-        values = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
-    if not isinstance(values, dict):
-        raise CorruptFileError(f"{path} is not a JSON object: not written by depthq")
-    return Export.from_dict(values, origin=str(path))
-
-
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file (CPU), after checking its stored checksum.
 
     CorruptFileError, naming the file, if it is empty, truncated, unreadable or does not match.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
 
     path = Path(path)
     if not path.is_file():
@@ -197,15 +175,49 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 "is corrupt"
             )
     try:
-        return load(blob)
+        return load_safetensors(blob)
     except (SafetensorError, ValueError, RuntimeError) as err:
         raise CorruptFileError(f"{path} cannot be read as safetensors ({err}): the file is corrupt") from err
 
 
-def load(
+def _read_record(path: Path) -> Export:
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err}): the file is corrupt") from err
+    if not isinstance(values, dict):
+        raise CorruptFileError(f"{path} is not a JSON object: not written by depthq")
+    return Export.from_dict(values, origin=str(path))
+
+
+def read_export(folder: str | os.PathLike, weights: str | None = None) -> Export:
+    """The record of ``weights`` (its sidecar ``<stem>.json``), or of the run (``config.json``)."""
+    folder = Path(folder)
+    path = (folder / weights).with_suffix(".json") if weights else folder / CONFIG
+    if weights and not path.is_file():
+        path = folder / CONFIG
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} not found: expected a run directory written by `depthq train` (with {CONFIG} and {WEIGHTS})"
+        )
+    return _read_record(path)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A run folder's weights, read once: the model and the weights' own record."""
+
+    model: HierarchicalAutoencoder
+    export: Export
+    """The record of these weights (their sidecar ``<stem>.json``, else the run's ``config.json``)."""
+    path: Path
+
+
+def load_weights(
     run_dir: str | os.PathLike, *, weights: str = WEIGHTS, map_location: str | torch.device = "cpu"
-) -> HierarchicalAutoencoder:
-    """Rebuild the model saved in ``run_dir`` (eval mode), without unpickling anything.
+) -> LoadedWeights:
+    """Rebuild the model saved in ``run_dir`` (eval mode) with the record of its weights, reading
+    ``config.json``, the weights' sidecar and the weights once each, without unpickling anything.
 
     Args:
         run_dir: a run directory or any folder with ``config.json`` and the weights file.
@@ -213,16 +225,17 @@ def load(
             ``best.safetensors``), or a path; its sidecar must describe the same model.
         map_location: device for the tensors.
     """
-    from depthq.models import HierarchicalAutoencoder
-
     run_dir = Path(run_dir)
-    config = read_export(run_dir).model
+    run_record = read_export(run_dir)
+    config = run_record.model
     path = run_dir / weights
     if not path.is_file():
         raise MissingFileError(f"{path} not found in the run directory {run_dir}")
     sidecar = path.with_suffix(".json")
+    record = run_record
     if sidecar.is_file() and sidecar != run_dir / CONFIG:
-        own = read_export(path.parent, path.name).model
+        record = _read_record(sidecar)
+        own = record.model
         if own != config:
             changed = [k for k, v in config.to_dict().items() if own.to_dict().get(k) != v]
             raise CorruptFileError(
@@ -241,4 +254,25 @@ def load(
             f"({' '.join(line.strip() for line in first[:3])[:300]}): weights of "
             "another model?"
         ) from err
-    return model.to(map_location).eval()
+    return LoadedWeights(model.to(map_location).eval(), record, path)
+
+
+def load(
+    run_dir: str | os.PathLike, *, weights: str = WEIGHTS, map_location: str | torch.device = "cpu"
+) -> HierarchicalAutoencoder:
+    """Rebuild the model saved in ``run_dir`` (eval mode), without unpickling anything
+    (``load_weights`` without the record)."""
+    return load_weights(run_dir, weights=weights, map_location=map_location).model
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 (hex) of a module's state dict: every name, dtype, shape and byte, in name order.
+
+    Identifies trained weights independently of the file they came from (and of the device).
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

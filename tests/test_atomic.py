@@ -24,4 +24,4 @@ def test_atomic_is_a_leaf_module():
     # writing a file must not pull in the models (or torch)
     code = "import sys, depthq.atomic; print(sorted(m for m in sys.modules if m.startswith(('depthq', 'torch'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['depthq', 'depthq.atomic']"
+    assert out.strip() == "['depthq', 'depthq.atomic', 'depthq.version']"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import warnings
 
@@ -17,6 +18,11 @@ def _raise(exc: BaseException):
     return func
 
 
+def _subcommands(parser):
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
 @pytest.fixture()
 def parser_with(monkeypatch):
     def make(exc: BaseException):
@@ -24,7 +30,7 @@ def parser_with(monkeypatch):
 
         def build():
             parser = original()
-            cli._subcommands(parser)["capacity"].set_defaults(func=_raise(exc))
+            _subcommands(parser)["capacity"].set_defaults(func=_raise(exc))
             return parser
 
         monkeypatch.setattr(cli, "build_parser", build)
@@ -99,4 +105,4 @@ def test_errors_is_a_leaf_module():
 
     code = "import sys, depthq.errors; print(sorted(m for m in sys.modules if m.startswith(('depthq', 'torch'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['depthq', 'depthq.errors']"
+    assert out.strip() == "['depthq', 'depthq.errors', 'depthq.version']"

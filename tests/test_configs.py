@@ -150,7 +150,7 @@ def test_the_shipped_photos_config_trains_with_its_recipe(tmp_path):
     from depthq.config import load_config
     from depthq.presets import RECIPES, RECOMMENDED
     from depthq.train import train
-    from depthq.train.lr import lr_factor
+    from depthq.runtime.schedule import lr_factor
 
     steps = 4
     config = load_config("configs/photos.yaml", [

@@ -47,7 +47,7 @@ from depthq.codec.format import (
     words_to_bytes,
 )
 from depthq.errors import CorruptFileError, DataError, UsageError
-from depthq.prior.io import state_digest
+from depthq.io import state_digest
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import PriorModel
 
@@ -118,7 +118,9 @@ class Codec:
     of it. The codec works on CPU copies of both models; the originals are left untouched.
     """
 
-    def __init__(self, model, prior: PriorModel) -> None:
+    def __init__(
+        self, model, prior: PriorModel, *, autoencoder_digest: str | None = None, prior_digest: str | None = None
+    ) -> None:
         layout = prior.layout
         tile = prior_tile(model, prior)
         if layout != CodeLayout.of(model.config, tile):
@@ -129,8 +131,9 @@ class Codec:
         self.model = copy.deepcopy(model).to("cpu", torch.float32).eval()
         self.prior = copy.deepcopy(prior).to("cpu", torch.float32).eval()
         self.layout, self.tile, self.channels = layout, tile, model.config.image_channels
-        self.autoencoder_id = bytes.fromhex(state_digest(self.model))[:4]
-        self.prior_id = bytes.fromhex(state_digest(self.prior))[:4]
+        # the digests name the weights in every file (given when the caller has them already)
+        self.autoencoder_id = bytes.fromhex(autoencoder_digest or state_digest(self.model))[:4]
+        self.prior_id = bytes.fromhex(prior_digest or state_digest(self.prior))[:4]
         self._constriction = _constriction()
         self._family = self._constriction.stream.model.Categorical(perfect=False)
 

@@ -36,7 +36,7 @@ from depthq.codec.measure import (
 )
 from depthq.errors import SchemaError
 from depthq.evaluate.bits import EmpiricalPrior
-from depthq.evaluate.sections import register_section
+from depthq.prior.learned import LearnedPrior
 from depthq.prior.model import PriorModel
 
 SCHEMA_VERSION = 1
@@ -154,9 +154,6 @@ class CodecSection:
             raise SchemaError(f"codec: {type(err).__name__}: {err}") from None
 
 
-register_section("codec", CodecSection.from_dict)
-
-
 def measure_section(
     model, prior: PriorModel, images: Tensor, *, codec: Codec | None = None, empirical: EmpiricalPrior | None = None
 ) -> tuple[CodecSection, list[bytes], list[bytes]]:
@@ -173,6 +170,8 @@ def measure_section(
     return section, lossless, lossy
 
 
-def codec_section(model, prior, images: Tensor) -> CodecSection:
-    """The section of ``depthq eval --codec``: ``prior`` is the evaluation's ``LearnedPrior``."""
-    return measure_section(model, prior.model, images, empirical=prior.info.empirical_prior())[0]
+def codec_section(model, prior: LearnedPrior, images: Tensor, *, autoencoder_digest: str | None = None) -> CodecSection:
+    """The section of ``depthq eval --codec``: ``prior`` is the evaluation's ``LearnedPrior``;
+    ``autoencoder_digest`` the model's ``state_digest`` when already known."""
+    codec = Codec(model, prior.model, autoencoder_digest=autoencoder_digest, prior_digest=prior.info.digest)
+    return measure_section(model, prior.model, images, codec=codec, empirical=prior.info.empirical_prior())[0]

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from depthq.errors import DataError
+
 PADDING_MODES = ("reflect", "zeros")
 
 
@@ -72,12 +74,12 @@ def augment(
 
 def _check(batch: Tensor, crop_padding: int, padding_mode: str) -> None:
     if batch.ndim != 4:
-        raise ValueError(f"augment expects a batch (B, C, H, W); got shape {tuple(batch.shape)}")
+        raise DataError(f"augment expects a batch (B, C, H, W); got shape {tuple(batch.shape)}")
     if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
+        raise DataError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
     _, _, h, w = batch.shape
     if not 0 <= crop_padding < min(h, w):
-        raise ValueError(f"crop_padding must be in [0, {min(h, w)}) for {h}x{w} images; got {crop_padding}")
+        raise DataError(f"crop_padding must be in [0, {min(h, w)}) for {h}x{w} images; got {crop_padding}")
 
 
 def apply_augmentation(batch: Tensor, draw: AugmentDraw, *, padding_mode: str = "reflect") -> Tensor:

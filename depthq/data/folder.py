@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from depthq.data import cache
+from depthq.errors import DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ FOLDER_LAYOUT = "a folder containing .png / .jpg / .jpeg images (searched recurs
 def list_images(root: Path) -> list[Path]:
     """The image files under ``root``, sorted by their path relative to it."""
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist; expected {FOLDER_LAYOUT}")
+        raise MissingFileError(f"image folder {root} does not exist; expected {FOLDER_LAYOUT}")
     found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not found:
-        raise FileNotFoundError(f"no .png/.jpg/.jpeg images under {root}; expected {FOLDER_LAYOUT}")
+        raise MissingFileError(f"no .png/.jpg/.jpeg images under {root}; expected {FOLDER_LAYOUT}")
     return found
 
 
@@ -95,7 +96,7 @@ def _build(out: Path, root: Path, paths: list[Path], size: int) -> dict[str, Any
                 with Image.open(path) as im:
                     images[i] = resize_center_crop(im, size)
             except (OSError, UnidentifiedImageError, ValueError) as err:
-                raise ValueError(
+                raise DataError(
                     f"cannot read image {path} ({err}): corrupt or truncated? expected {FOLDER_LAYOUT}"
                 ) from err
     cache.save_npy(out / "test_mask.npy", holdout_mask(relative))

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from depthq.data import cache
+from depthq.errors import DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -108,21 +109,21 @@ def safe_unpickle(path: Path) -> Any:
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 batch file -> uint8 (N, 3, 32, 32) and int64 (N,)."""
     if not path.is_file():
-        raise FileNotFoundError(f"missing CIFAR-10 batch {path}; expected {CIFAR_LAYOUT}")
+        raise MissingFileError(f"missing CIFAR-10 batch {path}; expected {CIFAR_LAYOUT}")
     try:
         batch = safe_unpickle(path)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise ValueError(f"corrupt or truncated CIFAR-10 batch {path} ({err}); expected {CIFAR_LAYOUT}") from err
+        raise DataError(f"corrupt or truncated CIFAR-10 batch {path} ({err}); expected {CIFAR_LAYOUT}") from err
     if not isinstance(batch, dict):
-        raise ValueError(f"CIFAR-10 batch {path} holds a {type(batch).__name__}, not a dict; expected {CIFAR_LAYOUT}")
+        raise DataError(f"CIFAR-10 batch {path} holds a {type(batch).__name__}, not a dict; expected {CIFAR_LAYOUT}")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ValueError(f"CIFAR-10 batch {path}: b'data' is {got}, expected uint8 (N, 3072); layout: {CIFAR_LAYOUT}")
+        raise DataError(f"CIFAR-10 batch {path}: b'data' is {got}, expected uint8 (N, 3072); layout: {CIFAR_LAYOUT}")
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (data.shape[0],) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
-        raise ValueError(f"CIFAR-10 batch {path}: expected {data.shape[0]} labels in 0..9, got shape {labels.shape}")
+        raise DataError(f"CIFAR-10 batch {path}: expected {data.shape[0]} labels in 0..9, got shape {labels.shape}")
     return data.reshape(-1, 3, 32, 32), labels  # planar rows: (N, 3072) -> (N, C, H, W)
 
 
@@ -131,7 +132,7 @@ def read_cifar10(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"CIFAR-10 files {missing} not found in {folder}; expected {CIFAR_LAYOUT}")
+        raise MissingFileError(f"CIFAR-10 files {missing} not found in {folder}; expected {CIFAR_LAYOUT}")
     parts = [read_cifar_batch(folder / n) for n in names]
     images = np.concatenate([p[0] for p in parts])
     _check_count("cifar10", split, len(images))
@@ -147,19 +148,19 @@ def imagenet_files(folder: Path, split: str, size: int) -> list[Path]:
     """The npz files of ``split`` in ``folder`` or its sub-folders, in batch order (1, 2, .., 10)."""
     layout = IMAGENET_LAYOUT.format(S=size)
     if not folder.is_dir():
-        raise FileNotFoundError(f"downsampled ImageNet folder {folder} does not exist; expected {layout}")
+        raise MissingFileError(f"downsampled ImageNet folder {folder} does not exist; expected {layout}")
     pattern = _TRAIN_RE if split == "train" else _VAL_RE
     found = sorted(p for p in [*folder.iterdir(), *folder.glob("*/*")] if p.is_file() and pattern.fullmatch(p.name))
     if not found:
         want = "train_data_batch_1 .. train_data_batch_10" if split == "train" else "val_data"
-        raise FileNotFoundError(f"no {want} files in {folder}; expected {layout}")
+        raise MissingFileError(f"no {want} files in {folder}; expected {layout}")
     if split == "test":
         if len(found) > 1:
-            raise ValueError(f"several val_data files in {folder}: {[str(p) for p in found]}; keep one")
+            raise DataError(f"several val_data files in {folder}: {[str(p) for p in found]}; keep one")
         return found
     numbers = [int(pattern.fullmatch(p.name).group(1)) for p in found]  # type: ignore[union-attr]
     if sorted(numbers) != list(range(1, len(numbers) + 1)):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"training batches in {folder} are numbered {sorted(numbers)}; expected 1..{max(numbers)} "
             f"with none missing or duplicated; layout: {layout}"
         )
@@ -178,13 +179,13 @@ def _npz_data_shape(path: Path, layout: str) -> tuple[int, ...]:
                 return tuple(np.load(path, allow_pickle=False)["data"].shape)
             shape, _, dtype = reader(f)
     except KeyError:
-        raise ValueError(f"{path} has no 'data' array; expected {layout}") from None
+        raise DataError(f"{path} has no 'data' array; expected {layout}") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(
+        raise DataError(
             f"{path} is not a readable npz archive ({err}): corrupt or truncated? expected {layout}"
         ) from err
     if dtype != np.uint8:
-        raise ValueError(f"{path}: 'data' is {dtype}, expected uint8; layout: {layout}")
+        raise DataError(f"{path}: 'data' is {dtype}, expected uint8; layout: {layout}")
     return tuple(shape)
 
 
@@ -193,11 +194,11 @@ def _read_npz_batch(path: Path, size: int, layout: str) -> tuple[np.ndarray, np.
         with np.load(path, allow_pickle=False) as archive:
             data, labels = archive["data"], np.asarray(archive["labels"], dtype=np.int64).reshape(-1)
     except KeyError as err:
-        raise ValueError(f"{path} lacks {err}; expected {layout}") from None
+        raise DataError(f"{path} lacks {err}; expected {layout}") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is corrupt or truncated ({err}); expected {layout}") from err
+        raise DataError(f"{path} is corrupt or truncated ({err}); expected {layout}") from err
     if labels.shape != (data.shape[0],) or (len(labels) and not 1 <= labels.min() <= labels.max() <= 1000):
-        raise ValueError(
+        raise DataError(
             f"{path}: expected {data.shape[0]} labels in 1..1000, got {labels.shape} "
             f"in {labels.min() if len(labels) else '-'}..{labels.max() if len(labels) else '-'}"
         )
@@ -213,7 +214,7 @@ def _build_imagenet(files: list[Path], size: int, layout: str, out_folder: Path)
             hint = ""
             if len(shape) == 2 and shape[1] % 3 == 0 and round((shape[1] // 3) ** 0.5) ** 2 == shape[1] // 3:
                 hint = f" (that is 3x{round((shape[1] // 3) ** 0.5)}x{round((shape[1] // 3) ** 0.5)}: wrong folder?)"
-            raise ValueError(
+            raise DataError(
                 f"{path}: 'data' has shape {shape}, expected (N, {row}) = 3x{size}x{size} planar{hint}; "
                 f"layout: {layout}"
             )
@@ -225,7 +226,7 @@ def _build_imagenet(files: list[Path], size: int, layout: str, out_folder: Path)
         for path, n in zip(tqdm(files, desc=f"caching imagenet{size}", unit="file"), counts):
             data, lab = _read_npz_batch(path, size, layout)
             if len(data) != n:
-                raise ValueError(f"{path}: header says {n} images, read {len(data)}: truncated?")
+                raise DataError(f"{path}: header says {n} images, read {len(data)}: truncated?")
             out[start : start + n] = data
             labels[start : start + n] = lab
             start += n
@@ -260,21 +261,21 @@ def _read_idx(folder: Path, stem: str, magic: int, ndim: int) -> np.ndarray:
     plain, gz = folder / stem, folder / f"{stem}.gz"
     path = gz if gz.is_file() else plain
     if not path.is_file():
-        raise FileNotFoundError(f"Fashion-MNIST file {gz.name} not found in {folder}; expected {FASHION_LAYOUT}")
+        raise MissingFileError(f"Fashion-MNIST file {gz.name} not found in {folder}; expected {FASHION_LAYOUT}")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise ValueError(
+        raise DataError(
             f"{path} is corrupt or truncated ({err}); expected gzipped idx files: {FASHION_LAYOUT}"
         ) from err
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path} is {len(raw)} bytes, shorter than its {header}-byte idx header: truncated?")
+        raise DataError(f"{path} is {len(raw)} bytes, shorter than its {header}-byte idx header: truncated?")
     got_magic, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])  # big-endian uint32s
     if got_magic != magic:
-        raise ValueError(f"{path}: idx magic number {got_magic}, expected {magic} ({FASHION_LAYOUT})")
+        raise DataError(f"{path}: idx magic number {got_magic}, expected {magic} ({FASHION_LAYOUT})")
     if len(raw) - header != int(np.prod(dims)):
-        raise ValueError(
+        raise DataError(
             f"{path}: header says {dims} = {int(np.prod(dims))} bytes of data, "
             f"the file holds {len(raw) - header}: truncated or corrupt"
         )
@@ -284,12 +285,12 @@ def _read_idx(folder: Path, stem: str, magic: int, ndim: int) -> np.ndarray:
 def read_fashion_mnist(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST ``split`` ("train": 60k, "test": the 10k t10k files) -> (N, 1, 28, 28), (N,)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"Fashion-MNIST folder {folder} does not exist; expected {FASHION_LAYOUT}")
+        raise MissingFileError(f"Fashion-MNIST folder {folder} does not exist; expected {FASHION_LAYOUT}")
     prefix = "train" if split == "train" else "t10k"
     images = _read_idx(folder, f"{prefix}-images-idx3-ubyte", 2051, 3)  # (N, 28, 28)
     labels = _read_idx(folder, f"{prefix}-labels-idx1-ubyte", 2049, 1)
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise ValueError(
+        raise DataError(
             f"Fashion-MNIST {split} in {folder}: images {images.shape}, labels {labels.shape}; "
             "expected (N, 28, 28) and (N,)"
         )

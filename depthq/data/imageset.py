@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from depthq.data.cache import load_npy
+from depthq.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ class ImageSet(Dataset):
     ) -> None:
         if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             got = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
-            raise ValueError(f"ImageSet needs a uint8 tensor (N, C, H, W); got {got}")
+            raise DataError(f"ImageSet needs a uint8 tensor (N, C, H, W); got {got}")
         if labels is not None and labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must have shape ({images.shape[0]},); got {tuple(labels.shape)}")
+            raise DataError(f"labels must have shape ({images.shape[0]},); got {tuple(labels.shape)}")
         if rows is not None:
             rows = torch.as_tensor(rows, dtype=torch.int64)
             if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= images.shape[0])):
-                raise ValueError(f"rows must be 1-D indices in [0, {images.shape[0]}); got {tuple(rows.shape)}")
+                raise DataError(f"rows must be 1-D indices in [0, {images.shape[0]}); got {tuple(rows.shape)}")
         self._storage = images.contiguous()
         self._labels = labels
         self._rows = rows

@@ -47,6 +47,7 @@ from depthq.data.schedule import (
     parse_schedule,
     stage_index,
 )
+from depthq.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,14 @@ class ImageDataModule(L.LightningDataModule):
             ("max_val_images", max_val_images or 1),
         ):
             if value < 1:
-                raise ValueError(f"{arg} must be >= 1; got {value}")
+                raise DataError(f"{arg} must be >= 1; got {value}")
         if num_workers < 0 or seed < 0 or augment_crop < 0 or device_cache_mb < 0:
-            raise ValueError(
+            raise DataError(
                 "num_workers, seed, augment_crop and device_cache_mb must be >= 0; "
                 f"got {num_workers}, {seed}, {augment_crop}, {device_cache_mb}"
             )
         if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+            raise DataError(f"val_fraction must be in [0, 1); got {val_fraction}")
         self.name, self.root = name, root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed, self.val_fraction = num_workers, seed, val_fraction
@@ -185,7 +186,7 @@ class ImageDataModule(L.LightningDataModule):
         for stage in self.stages:
             self.source(stage.image_size)  # reject sizes the data set does not have, before any reading
             if augment_crop >= stage.image_size:
-                raise ValueError(
+                raise DataError(
                     f"augment_crop must be below the image size; got {augment_crop} for "
                     f"{stage.image_size}x{stage.image_size} images"
                 )
@@ -216,7 +217,7 @@ class ImageDataModule(L.LightningDataModule):
         """``(data set name, image_size argument)`` that provides images of ``image_size``."""
         if self.name in ("imagenet32", "imagenet64"):
             if image_size not in (32, 64):
-                raise ValueError(f"downsampled ImageNet comes in 32 and 64; a stage asked for {image_size}")
+                raise DataError(f"downsampled ImageNet comes in 32 and 64; a stage asked for {image_size}")
             return f"imagenet{image_size}", None
         check_image_size(self.name, image_size)
         return self.name, image_size

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from depthq.data import cache
 from depthq.data.imageset import ImageSet, from_numpy
+from depthq.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _build(folder: Path, sources: Sequence[PatchSource], patch_size: int, stride
         full = source.load()
         image = downscale(full, source.reduce)
         if min(image.shape[:2]) < patch_size:
-            raise ValueError(
+            raise DataError(
                 f"{label}: {source.name} is {image.shape[0]}x{image.shape[1]} after downscaling by "
                 f"{source.reduce}, smaller than the patch size {patch_size}"
             )
@@ -149,7 +150,7 @@ def _build(folder: Path, sources: Sequence[PatchSource], patch_size: int, stride
     counts = {}
     for is_test, split in ((False, "train"), (True, "test")):
         if not parts[is_test]:
-            raise ValueError(f"{label}: no {split} source; a patch set needs both splits")
+            raise DataError(f"{label}: no {split} source; a patch set needs both splits")
         cache.save_npy(folder / f"{split}.npy", np.concatenate([p for p, _ in parts[is_test]]))
         cache.save_npy(folder / f"{split}_coords.npy", np.concatenate([c for _, c in parts[is_test]]))
         counts[split] = sum(len(p) for p, _ in parts[is_test])
@@ -179,7 +180,7 @@ def cached_patches(
     """
     stride = default_stride(patch_size) if stride is None else stride
     if not 1 <= stride <= patch_size:
-        raise ValueError(f"{label} stride must be in 1..patch_size={patch_size}; got {stride}")
+        raise DataError(f"{label} stride must be in 1..patch_size={patch_size}; got {stride}")
     full_key = cache.cache_key(key, PATCHES_VERSION)
     folder = cache.cache_root() / label / f"p{patch_size}-s{stride}-{full_key}"
     names = ("train", "train_coords", "test", "test_coords", "shapes")
@@ -209,7 +210,7 @@ def val_holdout(ps: PatchSet, val_fraction: float, seed: int) -> tuple[np.ndarra
         for bx in range(w[k] // block)
     ]  # full blocks only
     if not candidates:
-        raise ValueError(f"no full {block}x{block} block in the training images to hold out for val")
+        raise DataError(f"no full {block}x{block} block in the training images to hold out for val")
     n_val = max(1, round(val_fraction * len(candidates)))
     generator = torch.Generator().manual_seed(seed)
     chosen = np.asarray(candidates)[torch.randperm(len(candidates), generator=generator)[:n_val].numpy()]
@@ -239,7 +240,7 @@ def split_set(ps: PatchSet, split: str, *, name: str, source: str, val_fraction:
     train = from_numpy(ps.train, name=name, split="train", source=source, mmap_path=ps.folder / "train.npy")
     if val_fraction == 0.0:
         if split == "val":
-            raise ValueError(f"the val split needs val_fraction > 0 (it is held out of the training images of {name})")
+            raise DataError(f"the val split needs val_fraction > 0 (it is held out of the training images of {name})")
         return train
     val_rows, train_rows = val_holdout(ps, val_fraction, seed)
     return train.subset(torch.from_numpy(val_rows if split == "val" else train_rows), split=split)

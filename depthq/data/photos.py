@@ -34,6 +34,7 @@ from PIL import Image
 from depthq.data import cache
 from depthq.data.imageset import ImageSet
 from depthq.data.patches import PatchSet, PatchSource, cached_patches, split_set
+from depthq.errors import DataError
 
 PHOTOS_VERSION = 1  # the photo list's version (a key of the patch and VGG-feature caches)
 
@@ -106,7 +107,7 @@ def photo_sources() -> list[PatchSource]:
 def photo_patches(patch_size: int = 32, stride: int | None = None) -> PatchSet:
     """The train and test patches, cut on first use and memory-mapped from the cache after."""
     if not 2 <= patch_size <= MAX_PATCH_SIZE:
-        raise ValueError(
+        raise DataError(
             f"photos patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is 300x451); got {patch_size}"
         )
     key = cache.cache_key([(p.name, p.file, p.test) for p in PHOTOS], PHOTOS_VERSION)

@@ -38,6 +38,7 @@ from depthq.data.folder import read_folder
 from depthq.data.imageset import ImageSet, from_numpy
 from depthq.data.photos import load_photos
 from depthq.data.scenes import load_scenes, wallpaper_root
+from depthq.errors import DataError, MissingFileError
 
 DATA_ENV = "DEPTHQ_DATA"
 FASHION_SYSTEM_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -101,7 +102,7 @@ LAYOUTS = {
 def dataset_info(name: str) -> DatasetInfo:
     """The ``DatasetInfo`` of ``name``; ValueError listing the known names otherwise."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
+        raise DataError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name]
 
 
@@ -111,12 +112,12 @@ def check_image_size(name: str, image_size: int | None) -> int:
     if image_size is None:
         return info.default_size
     if info.native_size is not None and image_size != info.native_size:
-        raise ValueError(
+        raise DataError(
             f"{name} images are {info.native_size}x{info.native_size}; got image_size={image_size}"
             + (" (use imagenet32/imagenet64 for the other size)" if name.startswith("imagenet") else "")
         )
     if image_size < 2:
-        raise ValueError(f"image_size must be >= 2; got {image_size}")
+        raise DataError(f"image_size must be >= 2; got {image_size}")
     return image_size
 
 
@@ -125,7 +126,7 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
     info = dataset_info(name)
     if name == "photos":
         if root is not None:
-            raise ValueError("photos is built in and reads no folder; leave root unset")
+            raise DataError("photos is built in and reads no folder; leave root unset")
         return Path()
     if name == "scenes":
         return wallpaper_root(root)
@@ -140,9 +141,9 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
             return Path(env).expanduser() / "fashion-mnist"
         return FASHION_SYSTEM_ROOT
     if name == "folder":
-        raise ValueError("the folder data set needs root= (CLI: --root DIR), a directory of PNG/JPEG images")
+        raise DataError("the folder data set needs root= (CLI: --root DIR), a directory of PNG/JPEG images")
     if not env:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{name} is read from a local folder and none was given: pass root= (CLI: --root DIR) or set "
             f"{DATA_ENV} so that ${DATA_ENV}/{info.subfolder} is {LAYOUTS[name]}. Nothing is downloaded."
         )
@@ -153,7 +154,7 @@ def holdout_rows(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, 
     """Seeded (val rows, train rows) of ``n`` training images: ``round(val_fraction * n)`` (>= 1) val."""
     n_val = max(1, round(val_fraction * n))
     if n_val >= n:
-        raise ValueError(f"val_fraction={val_fraction} of {n} training images leaves none for training")
+        raise DataError(f"val_fraction={val_fraction} of {n} training images leaves none for training")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[:n_val].sort().values, perm[n_val:].sort().values
 
@@ -165,7 +166,7 @@ def _read_full(name: str, split: str, root: Path, size: int) -> ImageSet:
         images, is_test, path = read_folder(root, size)
         rows = np.flatnonzero(is_test if split == "test" else ~is_test)
         if len(rows) == 0:
-            raise ValueError(f"folder {root} has {len(images)} image(s): too few for a {split} split")
+            raise DataError(f"folder {root} has {len(images)} image(s): too few for a {split} split")
         full = from_numpy(
             images,
             name=name,
@@ -215,13 +216,13 @@ def get_dataset(
     """
     dataset_info(name)  # rejects an unknown name
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        raise DataError(f"split must be one of {SPLITS}; got {split!r}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+        raise DataError(f"val_fraction must be in [0, 1); got {val_fraction}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0; got {seed}")
+        raise DataError(f"seed must be >= 0; got {seed}")
     if split == "val" and val_fraction == 0.0:
-        raise ValueError("the val split is held out of the training split: set val_fraction > 0 (e.g. 0.05)")
+        raise DataError("the val split is held out of the training split: set val_fraction > 0 (e.g. 0.05)")
     size = check_image_size(name, image_size)
     if name == "photos":
         resolve_root(name, root)  # rejects a root

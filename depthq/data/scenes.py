@@ -39,6 +39,7 @@ from depthq.data.folder import to_rgb
 from depthq.data.imageset import ImageSet
 from depthq.data.patches import PatchSet, PatchSource, cached_patches, split_set
 from depthq.data.photos import PHOTOS, PHOTOS_VERSION, load_photo
+from depthq.errors import DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def _load_wallpaper(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(to_rgb(im))
     except OSError as err:
-        raise ValueError(
+        raise DataError(
             f"cannot read wallpaper {path} ({err}): corrupt or truncated? "
             f"reinstall it with: {install_command(PACKAGES)} --reinstall"
         ) from err
@@ -203,14 +204,14 @@ def scene_patches(patch_size: int = 32, stride: int | None = None, root: str | o
         FileNotFoundError: a listed wallpaper is absent (the message gives the apt-get line).
     """
     if not 2 <= patch_size <= MAX_PATCH_SIZE:
-        raise ValueError(
+        raise DataError(
             f"scenes patch size must be in 2..{MAX_PATCH_SIZE} (the smallest photo is "
             f"{MAX_PATCH_SIZE} pixels high after downscaling); got {patch_size}"
         )
     base = wallpaper_root(root)
     missing = missing_packages(base)
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the scenes data set needs the real photographs of the Debian packages {', '.join(missing)}, "
             f"not found under {base} (root= / --root / ${WALLPAPER_ENV} / '/'). Install them (no dependencies, "
             f"about 170 MB for all four): {install_command(PACKAGES)}; or use the built-in data set 'photos'."

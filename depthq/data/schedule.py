@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from depthq.errors import DataError
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -38,9 +40,9 @@ class Stage:
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or self.image_size < 2:
-            raise ValueError(f"Stage.image_size must be an int >= 2; got {self.image_size!r}")
+            raise DataError(f"Stage.image_size must be an int >= 2; got {self.image_size!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ValueError(f"Stage.steps must be a positive int or None; got {self.steps!r}")
+            raise DataError(f"Stage.steps must be a positive int or None; got {self.steps!r}")
 
 
 StageLike = Stage | tuple[int, int | None] | Mapping[str, int | None]
@@ -60,16 +62,16 @@ def parse_schedule(schedule: Sequence[StageLike] | None, default_size: int) -> t
         elif isinstance(item, Mapping):
             unknown = set(item) - {"image_size", "steps"}
             if unknown:
-                raise ValueError(f"unknown schedule keys {sorted(unknown)}; expected image_size, steps")
+                raise DataError(f"unknown schedule keys {sorted(unknown)}; expected image_size, steps")
             stages.append(Stage(**item))  # type: ignore[arg-type]
         elif isinstance(item, Sequence) and len(item) == 2:
             stages.append(Stage(*item))
         else:
-            raise ValueError(f"a schedule stage is a Stage, (image_size, steps) or a dict; got {item!r}")
+            raise DataError(f"a schedule stage is a Stage, (image_size, steps) or a dict; got {item!r}")
     if not stages:
-        raise ValueError("the schedule is empty; give at least one stage or None")
+        raise DataError("the schedule is empty; give at least one stage or None")
     if any(s.steps is None for s in stages[:-1]):
-        raise ValueError("only the last stage may have steps=None (it runs until the trainer stops)")
+        raise DataError("only the last stage may have steps=None (it runs until the trainer stops)")
     return tuple(stages)
 
 
@@ -124,19 +126,19 @@ class StagedBatchSampler(Sampler[BatchKey]):
         world_size: int = 1,
     ) -> None:
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+            raise DataError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.rank, self.world_size = rank, world_size
         global_batch = batch_size * world_size
         if len(stages) != len(set_sizes):
-            raise ValueError(f"{len(stages)} stages but {len(set_sizes)} set sizes")
+            raise DataError(f"{len(stages)} stages but {len(set_sizes)} set sizes")
         for stage, n in zip(stages, set_sizes):
             if n < global_batch:
-                raise ValueError(
+                raise DataError(
                     f"the {stage.image_size}x{stage.image_size} training set has {n} images, "
                     f"fewer than batch_size={batch_size} x {world_size} processes"
                 )
         if seed < 0 or start_step < 0:
-            raise ValueError(f"seed and start_step must be >= 0; got {seed}, {start_step}")
+            raise DataError(f"seed and start_step must be >= 0; got {seed}, {start_step}")
         self.stages = tuple(stages)
         self.set_sizes = tuple(int(n) for n in set_sizes)
         self.batch_size = batch_size

@@ -42,7 +42,6 @@ from depthq.evaluate.anchors import (
     measure_anchors,
 )
 from depthq.evaluate.result import EvalResult
-from depthq.evaluate.sections import register_section
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +179,6 @@ class AnchorSection:
             )
         except (KeyError, TypeError) as err:
             raise SchemaError(f"anchors: {type(err).__name__}: {err}") from None
-
-
-register_section("anchors", AnchorSection.from_dict)
 
 
 def anchor_cache() -> Path:

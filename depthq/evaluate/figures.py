@@ -28,7 +28,8 @@ from depthq.evaluate.result import metric_name
 from depthq.images import make_grid
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as a PNG (atomically) and close it."""
     path = Path(path)
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
@@ -70,7 +71,7 @@ def mi_matrices(
                     )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
@@ -89,7 +90,7 @@ def entropy_maps(maps: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
         bottom.set_xlabel("entropy of a codebook at a position (nats)")
         bottom.set_ylabel("count")
         bottom.set_title(f"mean {entropy.mean():.2f} nats", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def labelled_rows(
@@ -107,7 +108,7 @@ def labelled_rows(
     ax.set_xticks([])
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path: str | os.PathLike) -> Path:
@@ -189,7 +190,7 @@ def training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike) -> 
     series = _read_metrics(Path(metrics_csv))
     if not curve_panels(series):
         return None
-    return _save(_curves_figure(series), path)
+    return save_figure(_curves_figure(series), path)
 
 
 def rate_distortion(
@@ -212,4 +213,4 @@ def rate_distortion(
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,13 +1,13 @@
 """Sections other modules add to an evaluation (codec anchors, measured file sizes).
 
 A section is any object with ``to_dict``, ``table_rows`` and ``report_markdown``
-(``ResultSection``); its module registers a reader with ``register_section`` so that
-``EvalResult.from_dict`` can read it back. The reader's module is imported on first read.
+(``ResultSection``). The layer that composes sections into results (``depthq.runs``) registers
+their readers with ``register_section``, so that ``EvalResult.from_dict`` can read them back; the
+metrics layer itself knows no section's module.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -30,8 +30,6 @@ class ResultSection(Protocol):
 
 
 SECTIONS = ("anchors", "codec")
-#: where the reader of each section lives (imported on first read, where it registers itself)
-SECTION_MODULES = {"anchors": "depthq.evaluate.anchor_section", "codec": "depthq.codec.section"}
 _SECTION_READERS: dict[str, Callable[[Mapping], ResultSection]] = {}
 
 
@@ -43,16 +41,12 @@ def register_section(kind: str, reader: Callable[[Mapping], ResultSection]) -> N
 
 
 def read_section(kind: str, values: Mapping | None) -> ResultSection | None:
+    """The ``kind`` section of a saved result (None stays None), read by its registered reader."""
     if values is None:
         return None
     if kind not in _SECTION_READERS:
-        try:
-            importlib.import_module(SECTION_MODULES[kind])
-        except ImportError:
-            pass
-    if kind not in _SECTION_READERS:
         raise SchemaError(
-            f"the result has a {kind!r} section but no reader for it is installed "
-            f"({SECTION_MODULES[kind]} did not register one)"
+            f"the result has a {kind!r} section but no reader for it is registered (read results with "
+            "depthq.runs.read_eval, or import depthq.runs first)"
         )
     return _SECTION_READERS[kind](values)

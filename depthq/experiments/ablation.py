@@ -143,7 +143,7 @@ def cell_digits(vmin: float, vmax: float) -> int:
 
 def heatmap(rows: list[AblationRow], preset: dict, path: Path, key: str = "distortion_bpd") -> Path:
     """One K x D heat map of ``key`` per (quantizer, M)."""
-    from depthq.evaluate.figures import _save, plt
+    from depthq.evaluate.figures import plt, save_figure
 
     panels = [(q, m) for q in preset["quantizers"] for m in preset["num_codebooks"]]
     ks, ds = preset["codebook_sizes"], preset["code_dims"]
@@ -181,7 +181,7 @@ def heatmap(rows: list[AblationRow], preset: dict, path: Path, key: str = "disto
                     )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("Test distortion bits/dim (paper convention; lower is better)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @dataclass

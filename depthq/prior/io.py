@@ -7,7 +7,6 @@ on other weights. Default folder: ``RUN_DIR/prior/``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -15,12 +14,14 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 from torch import nn
 
 from depthq.atomic import atomic_write, write_json
 from depthq.errors import CorruptFileError, MissingFileError
 from depthq.evaluate.bits import EmpiricalPrior
+from depthq.io import state_digest
 from depthq.prior.config import PriorConfig
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import PriorModel
@@ -29,19 +30,6 @@ PRIOR_DIR = "prior"
 WEIGHTS = "prior.safetensors"
 META = "prior.json"
 FORMAT_VERSION = 1
-
-
-def state_digest(module: nn.Module) -> str:
-    """SHA-256 (hex) of a module's state dict: every name, dtype, shape and byte, in name order.
-
-    Identifies trained weights independently of the file they came from (and of the device).
-    """
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,16 +103,9 @@ def prior_folder(path: str | os.PathLike) -> Path:
     return path if (path / META).is_file() else path / PRIOR_DIR
 
 
-def load_prior(
-    path: str | os.PathLike, *, model: nn.Module | None = None, map_location: str | torch.device = "cpu"
-) -> tuple[PriorModel, PriorInfo]:
-    """Load a trained prior (eval mode) from a run directory (``RUN_DIR/prior``) or its folder.
-
-    Args:
-        path: the autoencoder's run directory, or the prior's folder itself.
-        model: the autoencoder it will be used with; a prior trained on other weights is refused.
-        map_location: device for the weights.
-    """
+def read_prior_info(path: str | os.PathLike) -> PriorInfo:
+    """What ``prior.json`` says about the prior of a run directory (``RUN_DIR/prior``) or of a
+    prior's folder; MissingFileError without a trained prior, CorruptFileError for a damaged file."""
     folder = prior_folder(path)
     meta_path, weights = folder / META, folder / WEIGHTS
     if not meta_path.is_file() or not weights.is_file():
@@ -134,30 +115,64 @@ def load_prior(
     try:
         meta = json.loads(meta_path.read_text())
         layout, config = CodeLayout.from_dict(meta["layout"]), PriorConfig(**meta["prior"])
-        info = PriorInfo(
+        return PriorInfo(
             folder,
             layout,
             config,
             int(meta["image_size"]),
             int(meta["image_channels"]),
-            meta["autoencoder_digest"],
-            meta["digest"],
+            str(meta["autoencoder_digest"]),
+            str(meta["digest"]),
             {k: v for k, v in meta.items() if k not in ("layout", "prior")},
         )
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise CorruptFileError(f"{meta_path} is not a valid prior description ({type(err).__name__}: {err})") from None
-    prior = PriorModel(layout, config)
+
+
+def load_prior_weights(info: PriorInfo, *, map_location: str | torch.device = "cpu") -> PriorModel:
+    """The prior ``info`` describes (eval mode), its weights checked against ``info.digest``."""
+    weights = info.folder / WEIGHTS
+    prior = PriorModel(info.layout, info.config)
     try:
-        prior.load_state_dict(load_file(str(weights), device=str(map_location)))
-    except (SafetensorError, RuntimeError, OSError) as err:  # a damaged file, other shapes
+        prior.load_state_dict(load_safetensors(weights.read_bytes()))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as err:  # a damaged file, other shapes
         raise CorruptFileError(f"cannot load the prior's weights {weights}: {err}") from None
     prior = prior.to(map_location).eval()
     if state_digest(prior) != info.digest:
-        raise CorruptFileError(f"{weights} does not match the digest in {meta_path}: the file was changed or damaged")
-    if model is not None and state_digest(model) != info.autoencoder_digest:
         raise CorruptFileError(
-            f"the prior in {folder} was trained on other autoencoder weights than the "
-            f"model given (digest {info.autoencoder_digest[:12]}... vs {state_digest(model)[:12]}...); "
-            "train a prior for these weights with `depthq prior train`"
+            f"{weights} does not match the digest in {info.folder / META}: the file was changed or damaged"
         )
-    return prior, info
+    return prior
+
+
+def check_autoencoder(info: PriorInfo, autoencoder_digest: str) -> None:
+    """CorruptFileError unless the prior was trained on the weights of ``autoencoder_digest``."""
+    if autoencoder_digest != info.autoencoder_digest:
+        raise CorruptFileError(
+            f"the prior in {info.folder} was trained on other autoencoder weights than the model given (digest "
+            f"{info.autoencoder_digest[:12]}... vs {autoencoder_digest[:12]}...); train a prior for these weights "
+            "with `depthq prior train`"
+        )
+
+
+def load_prior(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module | None = None,
+    autoencoder_digest: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[PriorModel, PriorInfo]:
+    """Load a trained prior (eval mode) from a run directory (``RUN_DIR/prior``) or its folder.
+
+    Args:
+        path: the autoencoder's run directory, or the prior's folder itself.
+        model: the autoencoder it will be used with; a prior trained on other weights is refused.
+        autoencoder_digest: instead of ``model``, its ``state_digest`` when already known.
+        map_location: device for the weights.
+    """
+    info = read_prior_info(path)
+    if autoencoder_digest is None and model is not None:
+        autoencoder_digest = state_digest(model)
+    if autoencoder_digest is not None:
+        check_autoencoder(info, autoencoder_digest)
+    return load_prior_weights(info, map_location=map_location), info

@@ -4,7 +4,7 @@
 rate is the prior's teacher-forced NLL of the evaluated codes, and ``EvalResult.total("learned")``
 is ``total bits/dim, learned prior`` = distortion + that rate over C*H*W.
 
-``choose_prior(run_dir, option, model, image_size)`` decides, once, which prior an evaluation
+``choose_prior(run_dir, option, image_size, weights_digest=...)`` decides, once, which prior an evaluation
 uses (``EvalOptions.prior``):
 
 - ``"auto"``: the run's own ``RUN_DIR/prior`` if one was trained for these very weights and
@@ -17,17 +17,16 @@ uses (``EvalOptions.prior``):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from depthq.errors import ConfigError, CorruptFileError
-from depthq.prior.io import META, PriorInfo, load_prior, prior_folder
+from depthq.prior.io import META, PriorInfo, check_autoencoder, load_prior_weights, prior_folder, read_prior_info
 from depthq.prior.model import PriorModel
 
 AUTO = "auto"
@@ -64,52 +63,53 @@ class PriorChoice:
 def choose_prior(
     run_dir: str | os.PathLike,
     option: str | None,
-    model: nn.Module,
     image_size: int,
     *,
     weights_digest: str,
     device: str | torch.device = "cpu",
 ) -> PriorChoice:
-    """The learned prior of ``EvalOptions.prior`` (see the module docstring).
+    """The learned prior of ``EvalOptions.prior`` (see the module docstring), reading the prior's
+    files once.
 
     Args:
         run_dir: the evaluated run.
         option: "auto", a prior's folder, or None.
-        model: the evaluated autoencoder; ``weights_digest`` its ``state_digest``.
         image_size: side of the evaluated images.
+        weights_digest: ``state_digest`` of the evaluated autoencoder.
     """
     train = f"train one with `depthq prior train {run_dir}`"
     if option is None:
         return PriorChoice(None, "learned prior: not used (--no-prior)")
     if option != AUTO:
-        prior, info = load_prior(option, model=model, map_location=device)  # refuses other weights
+        info = read_prior_info(option)
+        check_autoencoder(info, weights_digest)  # refuses other weights
         if info.image_size != image_size:
             raise ConfigError(
                 f"the prior in {info.folder} models the codes of {info.image_size}x{info.image_size} "
                 f"images; the evaluated images are {image_size}x{image_size} (pass --no-prior)"
             )
-        return PriorChoice(LearnedPrior(prior, info), f"learned prior: {info.folder}")
+        return PriorChoice(
+            LearnedPrior(load_prior_weights(info, map_location=device), info), f"learned prior: {info.folder}"
+        )
     folder = prior_folder(run_dir)
     if not (folder / META).is_file():
         return PriorChoice(None, f"learned prior: none trained ({train})")
     try:
-        meta = json.loads((folder / META).read_text())
-        trained_on, size = meta["autoencoder_digest"], int(meta["image_size"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise CorruptFileError(
-            f"{folder / META} is not a valid prior description ({err}); {train} again or pass --no-prior"
-        ) from None
-    if trained_on != weights_digest:
+        info = read_prior_info(folder)
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{err}; {train} again or pass --no-prior") from None
+    if info.autoencoder_digest != weights_digest:
         return PriorChoice(
             None,
             f"learned prior: not used, {folder} was trained on other weights than the "
             f"evaluated ones ({train} --weights ..., or pass --prior)",
         )
-    if size != image_size:
+    if info.image_size != image_size:
+        size = info.image_size
         return PriorChoice(
             None,
             f"learned prior: not used, {folder} models {size}x{size} images and the "
             f"evaluated ones are {image_size}x{image_size}",
         )
-    prior, info = load_prior(folder, model=model, map_location=device)
+    prior = load_prior_weights(info, map_location=device)
     return PriorChoice(LearnedPrior(prior, info), f"learned prior: {Path(info.folder)} (the run's own)")

@@ -1,7 +1,8 @@
 """Training a prior on Lightning, with the conventions of ``depthq train``.
 
-``train_prior(run_dir)`` encodes the run's training and validation images once (cached, see
-``depthq.prior.data``), then fits a ``PriorModel`` by maximum likelihood. The prior's folder
+``train_prior(model, config, digest=..., data=..., out=..., source=...)`` encodes the autoencoder
+run's training and validation images once (cached, see ``depthq.prior.data``), then fits a
+``PriorModel`` by maximum likelihood. The prior's folder
 (default ``RUN_DIR/prior/``)::
 
     config.yaml             the resolved PriorRunConfig (prior: and train: sections)
@@ -32,19 +33,27 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from depthq.atomic import write_json
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
-from depthq.errors import MissingFileError, RunDirError, UsageError
+from depthq.errors import CorruptFileError, MissingFileError, RunDirError, UsageError
 from depthq.evaluate.bits import EmpiricalPrior
-from depthq.io import load
+from depthq.models import HierarchicalAutoencoder
 from depthq.prior.config import PriorRunConfig, dump_prior_config
 from depthq.prior.data import RunData, cached_codes
-from depthq.prior.io import PRIOR_DIR, save_prior, state_digest
+from depthq.prior.io import save_prior
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import LN2, PriorModel
 from depthq.prior.rates import code_counts, uniform_rate_bits
-from depthq.train.callbacks import RNGState, SafeCheckpointIO, StepProgress
-from depthq.train.loggers import AppendingCSVLogger, trim_history
-from depthq.train.lr import lr_factor
-from depthq.train.run import LAUNCH_RANK_VARIABLES
+from depthq.runtime import (
+    AppendingCSVLogger,
+    RNGState,
+    SafeCheckpointIO,
+    StepProgress,
+    is_main_process,
+    lr_factor,
+    read_checkpoint,
+    resolve_accelerator,
+    resolve_precision,
+    trim_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +231,6 @@ class PriorArtifacts(L.Callback):
             self.export(pl_module)
 
 
-def _precision(setting: str, accelerator: str) -> str:
-    if setting != "auto":
-        return setting
-    if accelerator == "gpu":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32"  # measured: bf16 autocast slows the prior's small matmuls on CPU, AMX or not
-
-
 def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path | None:
     """Create the prior's folder (or check it, resuming); the checkpoint to resume from."""
     if resume:
@@ -238,8 +239,10 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
             raise MissingFileError(
                 f"cannot resume: {checkpoint} not found (did the prior's training reach its first checkpoint?)"
             )
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        saved = (state.get("hyper_parameters") or {}).get("config", {})
+        state = read_checkpoint(checkpoint, mmap=True)  # verified: one line for a damaged file
+        saved = (state.get("hyper_parameters") or {}).get("config")
+        if not isinstance(saved, dict) or "global_step" not in state:
+            raise CorruptFileError(f"cannot resume: {checkpoint} is not a checkpoint of a prior's training")
         if saved.get("prior") != config.prior.to_dict():
             raise UsageError("--resume cannot change the prior's architecture (prior.* settings)")
         trim_history(folder, int(state["global_step"]))  # steps after the checkpoint are trained again
@@ -252,27 +255,31 @@ def _prepare_folder(folder: Path, config: PriorRunConfig, resume: bool) -> Path 
     return None
 
 
-def is_launcher() -> bool:
-    """The process that owns the folder: the single process, or global rank 0 of a DDP launch."""
-    return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
+def prior_device(config: PriorRunConfig) -> str:
+    """The device a prior trains on ("cuda" or "cpu"): where to put the autoencoder first."""
+    return "cuda" if resolve_accelerator(config.train.accelerator) == "gpu" else "cpu"
 
 
 def train_prior(
-    run_dir: str | os.PathLike,
+    model: HierarchicalAutoencoder,
     config: PriorRunConfig,
     *,
-    out: str | os.PathLike | None = None,
-    weights: str = "model.safetensors",
+    digest: str,
+    data: RunData,
+    out: str | os.PathLike,
+    source: str | os.PathLike,
     resume: bool = False,
     callbacks: Sequence[L.Callback] = (),
 ) -> dict:
-    """Train a prior over the codes of the autoencoder in ``run_dir``; returns ``summary.json``'s content.
+    """Train a prior over the codes of ``model``; returns ``summary.json``'s content.
 
     Args:
-        run_dir: a ``depthq train`` run directory (its ``weights`` and data settings are used).
+        model: the trained autoencoder, on ``prior_device(config)``; ``digest`` its ``state_digest``.
         config: the prior's architecture and training.
-        out: the prior's folder (default ``RUN_DIR/prior``).
-        weights: which of the run's weights files to model (``model.safetensors``, ``best.safetensors``).
+        data: the autoencoder run's data (``RunData.of_config``): the codes of its training split
+            are the prior's training data, its val split the prior's validation.
+        out: the prior's folder (``RUN_DIR/prior`` by convention).
+        source: the autoencoder's weights file, recorded in the prior's files (not read here).
         resume: continue from ``out/checkpoints/last.ckpt``. The learning-rate schedule follows
             ``train.steps``: a run resumed with the same steps continues exactly as if it had not
             stopped; extending the steps recomputes the cosine over the new total, so the rate
@@ -280,34 +287,32 @@ def train_prior(
             3,000) and decays again to a tenth at the new end.
         callbacks: extra Lightning callbacks.
     """
-    run_dir = Path(run_dir)
-    folder = Path(out) if out is not None else run_dir / PRIOR_DIR
+    folder = Path(out)
     t = config.train
-    accelerator = t.accelerator if t.accelerator != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
-    device = "cuda" if accelerator == "gpu" else "cpu"
-    model = load(run_dir, weights=weights, map_location=device)
+    accelerator = resolve_accelerator(t.accelerator)
     if not model.head.has_likelihood:
         log.warning("the model's head (%s) has no likelihood: the prior still models its codes", model.head.name)
-    data = RunData.of_run(run_dir, model, weights)
     layout = CodeLayout.of(model.config, data.image_size)
-    digest = state_digest(model)
-    checkpoint = _prepare_folder(folder, config, resume) if is_launcher() else (folder / CHECKPOINT if resume else None)
+    if is_main_process():
+        checkpoint = _prepare_folder(folder, config, resume)
+    else:
+        checkpoint = folder / CHECKPOINT if resume else None
     encode = dict(batch_size=t.eval_batch_size, progress=t.progress)
     train_codes = cached_codes(model, digest, data, "train", layout, max_images=t.max_train_images, **encode)
     val_codes = cached_codes(model, digest, data, "val", layout, max_images=t.max_val_images, **encode)
-    del model
     dims = data.image_channels * data.image_size**2
 
     L.seed_everything(t.seed, workers=True, verbose=False)
     module = PriorModule(config.to_dict(), layout.to_dict(), dims)
-    precision = _precision(t.precision, accelerator)
+    # measured: bf16 autocast slows the prior's small matmuls on CPU, AMX or not
+    precision = resolve_precision(t.precision, accelerator, cpu_bf16=False)
     counts = code_counts(torch.from_numpy(train_codes.astype(np.int64)), layout)  # per level (M, K)
     data_meta = {
         "data": data.name,
         "split": "train",
         "train_images": len(train_codes),
         "val_images": len(val_codes),
-        "autoencoder_weights": str(run_dir / weights),
+        "autoencoder_weights": str(source),
         "empirical_counts": [c.tolist() for c in counts],
     }
 
@@ -361,7 +366,7 @@ def train_prior(
         config.prior.order,
         f"{module.prior.num_parameters():,}",
         len(train_codes),
-        run_dir,
+        source,
         accelerator,
         precision,
         folder,
@@ -377,7 +382,7 @@ def train_prior(
     empirical = float(EmpiricalPrior.fit(counts).rate_bits(val_rows).mean())
     summary = {
         "prior_dir": str(folder),
-        "run_dir": str(run_dir),
+        "run_dir": str(Path(source).parent),
         "order": config.prior.order,
         "steps": int(trainer.global_step),
         "train_seconds": seconds,

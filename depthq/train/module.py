@@ -29,7 +29,7 @@ from depthq.config import RunConfig
 from depthq.evaluate.evaluator import Evaluator, ema_prior
 from depthq.evaluate.result import EvalOptions, EvalResult, RunSource
 from depthq.models import HierarchicalAutoencoder
-from depthq.train.lr import lr_factor
+from depthq.runtime.schedule import lr_factor
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,23 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from depthq.atomic import write_text
 from depthq.config import RunConfig, dump_config, saved_run_config
-from depthq.errors import ConfigError, CorruptFileError, DepthqError, MissingFileError, RunDirError, data_errors
+from depthq.errors import ConfigError, CorruptFileError, DepthqError, MissingFileError, RunDirError
+from depthq.runtime import (
+    AppendingCSVLogger,
+    RNGState,
+    SafeCheckpointIO,
+    StepProgress,
+    checkpoint_step,
+    cpu_has_native_bf16,
+    is_main_process,
+    read_checkpoint,
+    resolve_accelerator,
+    trim_history,
+    verify_checkpoint,
+)
+from depthq.runtime import resolve_precision as runtime_precision
 from depthq.terminal import QUIET_WARNINGS
-from depthq.train.callbacks import RNGState, RunArtifacts, SafeCheckpointIO, StepProgress
-from depthq.train.checkpoints import checkpoint_step, read_checkpoint, verify_checkpoint
-from depthq.train.loggers import AppendingCSVLogger, trim_history
+from depthq.train.callbacks import RunArtifacts
 from depthq.train.module import DQModule
 from depthq.train.summary import TrainSummary
 
@@ -56,55 +68,19 @@ RESUMABLE_CHANGES = (
 SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training", "recipe": "the recipe"}
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_accelerator(config: RunConfig) -> str:
-    if config.train.accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return config.train.accelerator
-
-
 def resolve_precision(config: RunConfig, accelerator: str) -> tuple[str, bool]:
-    """(Lightning precision, channels_last) after resolving "auto".
+    """(Lightning precision, channels_last) of the autoencoder's training after resolving "auto".
 
     Measured on a 2-core AMX CPU (benchmarks/model.py): bf16 autocast with channels_last is
     about 5x faster than fp32 for the convolutions, and fp32 channels_last is slower than
-    fp32 NCHW, so channels_last follows mixed precision unless set explicitly.
+    fp32 NCHW, so bf16 is used on CPUs that compute it natively, and channels_last follows
+    mixed precision unless set explicitly.
     """
-    precision = config.train.precision
-    if precision == "auto":
-        if accelerator == "gpu":
-            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        else:
-            precision = "bf16-mixed" if cpu_has_native_bf16() else "32"
+    precision = runtime_precision(config.train.precision, accelerator, cpu_bf16=cpu_has_native_bf16())
     channels_last = config.train.channels_last
     if channels_last is None:
         channels_last = precision != "32"
     return precision, channels_last
-
-
-LAUNCH_RANK_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",  # Lightning's launcher, torchrun
-    "SLURM_PROCID",
-    "SLURM_LOCALID",
-    "SLURM_NODEID",
-)  # srun tasks
-
-
-def is_main_process() -> bool:
-    """True in the process that owns the run directory and the terminal: the single process,
-    or rank 0 of node 0 of a DDP run started by Lightning's launcher, torchrun or SLURM's srun."""
-    return all(os.environ.get(var, "0") == "0" for var in LAUNCH_RANK_VARIABLES)
 
 
 def config_changes(old: RunConfig, new: RunConfig) -> list[tuple[str, object, object]]:
@@ -224,8 +200,7 @@ def train(
                 f"run directory {run_dir} already exists and is not empty: "
                 "pass --resume to continue it, or choose another --run-dir"
             )
-        with data_errors(f"data {config.data.name!r}"):
-            dm.prepare_data()  # read the data before writing anything: a data error leaves no trace
+        dm.prepare_data()  # read the data before writing anything: a data error leaves no trace
         run_dir.mkdir(parents=True, exist_ok=True)
         if not which or config_changes(saved, config):  # a resume rewrites it only when extended
             write_text(run_dir / "config.yaml", dump_config(config))
@@ -233,7 +208,7 @@ def train(
             trim_history(run_dir, step)  # rows logged after the checkpoint will be logged again
     t = config.train
     L.seed_everything(t.seed, workers=True, verbose=False)
-    accelerator = resolve_accelerator(config)
+    accelerator = resolve_accelerator(config.train.accelerator)
     precision, channels_last = resolve_precision(config, accelerator)
     module = DQModule(config)
     if channels_last:

@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from depthq.cli import main
-from depthq.codec.cli import read_image
+from depthq.cli.codec import read_image
 from depthq.config import DataConfig, RunConfig
 from depthq.io import Export, save_model
-from depthq.prior import save_prior, state_digest
+from depthq.io import state_digest
+from depthq.prior import save_prior
 
 from test_codec import TILE, images, make_models  # noqa: E402  (same folder)
 

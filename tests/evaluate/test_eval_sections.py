@@ -21,10 +21,12 @@ from depthq.errors import CorruptFileError, UsageError
 from depthq.evaluate import EvalOptions, EvalResult, evaluate
 from depthq.evaluate import anchor_section as anchor_module
 from depthq.evaluate.anchors import measure_anchors
-from depthq.evaluate.report import compare_runs, format_report, format_table, read_eval, write_eval
+from depthq.evaluate.report import format_report, format_table
+from depthq.runs import compare_runs, read_eval, write_eval
 from depthq.io import Export, save_model
 from depthq.models import HierarchicalAutoencoder, preset
-from depthq.prior import CodeLayout, PriorConfig, PriorModel, load_prior, save_prior, state_digest
+from depthq.io import state_digest
+from depthq.prior import CodeLayout, PriorConfig, PriorModel, load_prior, save_prior
 
 VAL = {"split": "val", "prior_images": 0, "batch_size": 8}  # the val split, no empirical prior
 

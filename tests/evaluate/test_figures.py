@@ -26,13 +26,13 @@ def test_the_capacity_panel_appears_with_the_validation_information():
 
 def test_labelled_rows_write_the_labels_into_the_picture(tmp_path, monkeypatch):
     seen = {}
-    real = figures._save
+    real = figures.save_figure
 
     def spy(fig, path):
         seen["labels"] = [t.get_text() for t in fig.axes[0].get_yticklabels()]
         return real(fig, path)
 
-    monkeypatch.setattr(figures, "_save", spy)
+    monkeypatch.setattr(figures, "save_figure", spy)
     rows = [torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8) for _ in range(3)]
     path = figures.labelled_rows(rows, ["test originals", "DQ-AE", "VQ-VAE"], tmp_path / "r.png")
     assert path.stat().st_size > 1000 and seen["labels"] == ["test originals", "DQ-AE", "VQ-VAE"]

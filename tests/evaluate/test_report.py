@@ -8,7 +8,7 @@ import pytest
 
 from depthq.cli import main
 from depthq.config import load_config
-from depthq.evaluate.report import compare_runs, read_eval, write_eval
+from depthq.runs import compare_runs, read_eval, write_eval
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.train import train
 

@@ -78,7 +78,7 @@ def test_a_changed_preset_does_not_reuse_old_cells(tmp_path):
 
 def test_changed_settings_get_their_own_default_folder():
     from depthq.cli import build_parser
-    from depthq.experiments.cli import _out
+    from depthq.cli.experiment import _out
 
     parser = build_parser()
     assert str(_out(parser.parse_args(["experiment", "decoupling", "--quick"]))) == "results/decoupling-quick"

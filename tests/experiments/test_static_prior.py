@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
+from depthq.cli import experiment as cli_experiment
 import torch
 from torch import nn
 
@@ -221,7 +223,7 @@ def test_run_with_a_fake_extractor_caches_features_and_cli_prints_table(tmp_path
     seen = {}
     monkeypatch.setattr(sp, "run", lambda out, **kw: seen.update(kw) or first)
     parser = argparse.ArgumentParser()
-    sp.register(parser.add_subparsers())
+    cli_experiment._static_prior(parser.add_subparsers())
     args = parser.parse_args(["static-prior", "--quick", "--seeds", "0", "1", "--out", str(tmp_path / "cli")])
     assert args.func(args) == 0 and seen["split"] == "crops"
     assert "relative L2 (test)" in capsys.readouterr().out

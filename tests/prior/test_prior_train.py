@@ -12,9 +12,10 @@ import torch
 import depthq
 from depthq.cli import main
 from depthq.config import load_config
-from depthq.prior import load_prior, load_prior_config, state_digest
-from depthq.prior.cli import format_summary
-from depthq.prior.train import train_prior
+from depthq.cli.prior import format_summary
+from depthq.io import state_digest
+from depthq.prior import load_prior, load_prior_config
+from depthq.runs import SavedRun, train_prior
 from depthq.train import train
 
 TINY_PRIOR = ["prior.dim=16", "prior.layers=1", "prior.heads=2", "train.max_train_images=96",
@@ -52,9 +53,7 @@ def test_a_tiny_prior_writes_its_files_and_reports_labelled_rates(run_dir, tmp_p
     assert info.autoencoder_digest == state_digest(model) and info.image_size == 32 and info.dims == 3072
     assert info.metadata["validation"] == val
     # the reported figure is the prior's rate on the val codes, recomputed here from scratch
-    from depthq.prior.data import RunData
-
-    data = RunData.of_run(run_dir, model)
+    data = SavedRun.open(run_dir).run_data
     from depthq.prior.data import subset_rows
 
     val_images = data.images("val")
@@ -152,7 +151,7 @@ import os, sys
 import lightning as L
 import torch
 from depthq.prior import load_prior_config
-from depthq.prior.train import train_prior
+from depthq.runs import train_prior
 
 class SaveWeights(L.Callback):
     def on_train_end(self, trainer, module):

@@ -8,7 +8,7 @@ def test_progress_bar_shows_each_modules_own_validation():
 
     import torch
 
-    from depthq.train.callbacks import StepProgress
+    from depthq.runtime import StepProgress
 
     class Prior:  # what PriorModule.validation_postfix reads
         last_validation = {"step": 25, "bits_per_dim": 0.12345}

@@ -13,8 +13,8 @@ from depthq.config import load_config
 from depthq.errors import ConfigError, CorruptFileError, MissingFileError
 from depthq.evaluate.result import EvalResult
 from depthq.train import train
-from depthq.train.checkpoints import read_checkpoint, sidecar, write_checkpoint
-from depthq.train.loggers import trim_history
+from depthq.runtime.checkpoints import read_checkpoint, sidecar, write_checkpoint
+from depthq.runtime.logs import trim_history
 
 TINY = ["recipe=null", "model.preset=tiny", "data.batch_size=8", "data.max_val_images=16", "train.log_every=1",
         "train.progress=false", "train.val_every=2", "train.checkpoint_every=2"]

@@ -154,7 +154,7 @@ DDP_SCRIPT = textwrap.dedent(
     from depthq.terminal import quiet_terminal
     from depthq.config import load_config
     from depthq.train import train
-    from depthq.train.cli import report
+    from depthq.cli.train import report
 
     class SaveCodebooks(L.Callback):
         def on_train_end(self, trainer, module):
@@ -230,7 +230,7 @@ def test_a_checkpoint_taken_at_a_validation_step_already_holds_that_validation(t
 
 
 def test_only_rank_zero_owns_the_run_directory(monkeypatch):
-    from depthq.train.run import is_main_process
+    from depthq.runtime import is_main_process
 
     assert is_main_process()
     for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from depthq.errors import UsageError
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="evaluate on this data set instead of the run's own")
@@ -86,9 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """The ``EvalOptions`` of the command line (validated there)."""
-    import torch
+    import torch  # deferred: `depthq --help` stays free of torch
 
-    from depthq.errors import UsageError
     from depthq.evaluate.result import EvalOptions
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -115,7 +116,9 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run_eval(args) -> int:
-    from depthq.evaluate.report import format_table, write_eval
+    # deferred: `depthq --help` stays free of torch
+    from depthq.evaluate.report import format_table
+    from depthq.runs import write_eval
 
     report = write_eval(args.run_dir, options_from_args(args), args.out)
     print(format_table({Path(args.run_dir).name: report.result}))
@@ -125,7 +128,7 @@ def run_eval(args) -> int:
 
 
 def run_compare(args) -> int:
-    from depthq.evaluate.report import compare_runs
+    from depthq.runs import compare_runs  # deferred: `depthq --help` stays free of torch
 
     comparison = compare_runs(args.run_dirs, args.out, options_from_args(args), names=args.names, reuse=not args.fresh)
     print(comparison.table)

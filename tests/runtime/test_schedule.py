@@ -4,7 +4,7 @@ import pytest
 
 from depthq.config import config_from_dict
 from depthq.errors import ConfigError
-from depthq.train.lr import lr_factor
+from depthq.runtime.schedule import lr_factor
 
 
 def test_constant_schedule_is_warmup_then_one():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 from depthq.errors import MissingFileError, UsageError
-from depthq.prior.config import load_prior_config
 
 RESUMABLE_OVERRIDES = ("train.steps",)
 
@@ -74,7 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from depthq.prior.train import CHECKPOINT, is_launcher, train_prior
+    # deferred: `depthq --help` stays free of torch
+    from depthq.prior.config import load_prior_config
+    from depthq.prior.train import CHECKPOINT
+    from depthq.runs import train_prior
+    from depthq.runtime import is_main_process
 
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     out = Path(args.out) if args.out else Path(args.run_dir) / "prior"
@@ -91,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         config = load_prior_config(args.config, overrides)
     summary = train_prior(args.run_dir, config, out=out, weights=args.weights, resume=args.resume)
-    if is_launcher():  # under DDP, rank 0 alone reports
+    if is_main_process():  # under DDP, rank 0 alone reports
         print(format_summary(summary))
     return 0
 
@@ -122,33 +124,27 @@ def format_summary(summary: dict) -> str:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import torch
-
+    # deferred: `depthq --help` stays free of torch
     from depthq.images import make_grid, save_png
-    from depthq.io import load
-    from depthq.prior.io import load_prior
+    from depthq.runs import SavedRun, sample
 
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         raise UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    model = load(args.run_dir, weights=args.weights, map_location=args.device)
-    prior, info = load_prior(args.prior or args.run_dir, model=model, map_location=args.device)
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    start = time.perf_counter()
-    codes = prior.sample(args.n, temperature=args.temperature, generator=generator)
-    drawn = time.perf_counter()
-    images = model.reconstruct(codes, kind=args.pixels, generator=generator)
-    seconds = time.perf_counter() - start
-    out = Path(args.out) if args.out else info.folder / "samples.png"
+    run = SavedRun.open(args.run_dir, weights=args.weights, device=args.device)
+    drawn = sample(run, args.n, prior=args.prior, temperature=args.temperature, seed=args.seed, pixels=args.pixels)
+    out = Path(args.out) if args.out else drawn.info.folder / "samples.png"
     cols = math.ceil(math.sqrt(args.n))
+    images = drawn.images
     save_png(make_grid([images[i : i + cols] for i in range(0, args.n, cols)], scale=2), out)
+    seconds = drawn.prior_seconds + drawn.decode_seconds
+    size = drawn.info.image_size
     print(
-        f"{args.n} samples ({info.image_size}x{info.image_size}, temperature {args.temperature:g}, "
-        f"pixels: {args.pixels} of p(x|z)) -> {out}"
+        f"{args.n} samples ({size}x{size}, temperature {args.temperature:g}, pixels: {args.pixels} of p(x|z)) -> {out}"
     )
     print(
-        f"{args.n / seconds:.1f} samples/s on {args.device} ({prior.steps} prior steps per image with the "
-        f"key/value cache: {drawn - start:.2f} s; decoding: {seconds - (drawn - start):.2f} s)"
+        f"{args.n / seconds:.1f} samples/s on {args.device} ({drawn.steps} prior steps per image with the "
+        f"key/value cache: {drawn.prior_seconds:.2f} s; decoding: {drawn.decode_seconds:.2f} s)"
     )
     return 0

@@ -7,7 +7,6 @@ import datetime
 import json
 from pathlib import Path
 
-from depthq.config import dump_config, resolve_config
 from depthq.errors import ConfigError, MissingFileError
 
 #: shortcut flags whose value is text: passed through as a YAML string, so that e.g.
@@ -37,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a model from a YAML config (configs/*.yaml) with optional overrides. "
         "Writes checkpoints, metrics, grids and model.safetensors to the run directory.",
     )
-    p.add_argument("--config", "-c", help="YAML run config (default: all defaults = photos, official model)")
+    p.add_argument(
+        "--config",
+        "-c",
+        help="YAML run config (default: all defaults = the official model on the "
+        "photos, trained with the recommended recipe)",
+    )
     p.add_argument(
         "--run-dir", help="output folder (default: runs/<config name>-<time>); with --resume, the run to continue"
     )
@@ -70,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: `depthq --help` stays free of torch
+    from depthq.config import dump_config, resolve_config
     from depthq.train import train
 
     overrides = list(args.overrides)
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 def report(summary) -> None:
     """Print a finished run's summary, once: under DDP every rank returns from ``train``."""
-    from depthq.train.run import is_main_process
+    from depthq.runtime import is_main_process  # deferred: `depthq --help` stays free of torch
 
     if is_main_process():
         print(summary.format())

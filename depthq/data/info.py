@@ -1,16 +1,7 @@
-"""The ``depthq data`` command group: ``depthq data info NAME`` prints a data set's facts.
-
-Example::
-
-    $ depthq data info photos --val-fraction 0.05
-    $ depthq data info scenes               # needs the wallpaper packages (apt-get)
-    $ depthq data info cifar10 --root ~/data
-"""
+"""What ``depthq data info NAME`` prints: a data set's size, shape, splits, source and cache,
+and for the photo sets, a row per photo (origin, size, split, patches, flat share, licence)."""
 
 from __future__ import annotations
-
-import argparse
-from typing import Any
 
 from depthq.data import cache
 from depthq.data.imageset import ImageSet
@@ -20,57 +11,30 @@ from depthq.data.registry import DATASETS, get_dataset
 from depthq.data.scenes import scene_images, scene_patches
 
 
-def register(subparsers: Any) -> None:
-    """Add ``data`` and its sub-commands to the top-level ``depthq`` sub-parsers."""
-    data = subparsers.add_parser("data", help="inspect the data sets", description="Inspect the data sets.")
-    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    commands.required = True
-    info = commands.add_parser(
-        "info",
-        help="size, shape and splits of a data set",
-        description="Read a data set (building its cache if needed) and print its size, shape, splits, "
-        "dtype, source and cache location.",
-    )
-    info.add_argument("name", choices=sorted(DATASETS), help="the data set")
-    info.add_argument(
-        "--root",
-        default=None,
-        help="its folder (default: from $DEPTHQ_DATA; for scenes the folder "
-        "holding the wallpapers' usr/share/, default $DEPTHQ_WALLPAPERS or /)",
-    )
-    info.add_argument(
-        "--image-size", type=int, default=None, help="photos/scenes patch size / folder resize size (default 32)"
-    )
-    info.add_argument(
-        "--val-fraction", type=float, default=0.0, help="share of the training split held out as val (default 0)"
-    )
-    info.add_argument("--seed", type=int, default=0, help="seed of the val hold-out")
-    info.set_defaults(func=run_info)
-
-
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def info_text(args: argparse.Namespace) -> str:
-    """The report ``depthq data info`` prints."""
-    splits = ("train", "val", "test") if args.val_fraction > 0 else ("train", "test")
+def info_text(
+    name: str, *, root: str | None = None, image_size: int | None = None, val_fraction: float = 0.0, seed: int = 0
+) -> str:
+    """The report ``depthq data info`` prints (``val_fraction``: the share of the training split
+    held out as val, with ``seed``)."""
+    splits = ("train", "val", "test") if val_fraction > 0 else ("train", "test")
     sets: dict[str, ImageSet] = {
-        split: get_dataset(
-            args.name, split, root=args.root, image_size=args.image_size, val_fraction=args.val_fraction, seed=args.seed
-        )
+        split: get_dataset(name, split, root=root, image_size=image_size, val_fraction=val_fraction, seed=seed)
         for split in splits
     }
     first = sets["train"]
     _, c, h, w = first.shape
     total = sum(len(s) for s in sets.values())
     facts = [
-        ("data set", args.name),
+        ("data set", name),
         ("images", f"{total:,} in {len(splits)} splits"),
         ("shape", f"({c}, {h}, {w})  (C, H, W)"),
         ("dtype", "uint8, 0..255"),
-        ("source", first.source or DATASETS[args.name].summary),
+        ("source", first.source or DATASETS[name].summary),
         (
             "cache",
             str(first.mmap_path.parent)
@@ -82,15 +46,15 @@ def info_text(args: argparse.Namespace) -> str:
         (split, f"{len(s):,}", f"{len(s) / total:.1%}") for split, s in sets.items()
     ]
     text = _table(facts) + "\n\n" + _table(split_rows)
-    if args.name in ("photos", "scenes"):
-        text += "\n\n" + _patch_table(args.name, h, args.root)
-    if args.val_fraction > 0 and args.name in ("photos", "scenes"):
+    if name in ("photos", "scenes"):
+        text += "\n\n" + _patch_table(name, h, root)
+    if val_fraction > 0 and name in ("photos", "scenes"):
         text += (
-            f"\n\nval: a seeded (seed {args.seed}) {args.val_fraction:g} of the training photos' 64x64 blocks; "
+            f"\n\nval: a seeded (seed {seed}) {val_fraction:g} of the training photos' 64x64 blocks; "
             "training patches that touch a val block are dropped"
         )
-    elif args.val_fraction > 0:
-        text += f"\n\nval: a seeded (seed {args.seed}) hold-out of {args.val_fraction:g} of the training split"
+    elif val_fraction > 0:
+        text += f"\n\nval: a seeded (seed {seed}) hold-out of {val_fraction:g} of the training split"
     return text
 
 
@@ -126,9 +90,3 @@ def _patch_table(name: str, patch_size: int, root: str | None) -> str:
         f"\n** share of nearly flat {patch_size}x{patch_size} tiles (every channel's std < "
         f"{ps.meta['flat_std']:g} levels; in brackets: before downscaling)"
     )
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """``depthq data info``: print the report (the CLI may print; the library logs)."""
-    print(info_text(args))
-    return 0

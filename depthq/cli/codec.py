@@ -6,7 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from depthq.codec.format import CodecError
 from depthq.errors import DataError, MissingFileError, RunDirError, UsageError
 
 log = logging.getLogger(__name__)
@@ -53,14 +52,12 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", help="the prior's folder (default: RUN_DIR/prior)")
 
 
-def _codec(args):
-    from depthq.codec.coder import Codec
-    from depthq.io import load
-    from depthq.prior.io import load_prior
+def _run_codec(args):
+    # deferred: `depthq --help` stays free of torch
+    from depthq.runs import SavedRun, codec_of
 
-    model = load(args.run_dir, weights=args.weights)
-    prior, info = load_prior(args.prior or args.run_dir, model=model)
-    return Codec(model, prior), model, prior, info
+    run = SavedRun.open(args.run_dir, weights=args.weights)
+    return run, codec_of(run, args.prior).codec
 
 
 def _target(source: Path, out: str | None, suffix: str, force: bool) -> Path:
@@ -100,7 +97,7 @@ def run_compress(args: argparse.Namespace) -> int:
         raise UsageError("give image files or --split, not both (and not neither)")
     if args.split:
         return _compress_split(args)
-    codec = _codec(args)[0]
+    codec = _run_codec(args)[1]
     for name in args.images:
         source = Path(name)
         target = _target(source, args.out, EXTENSION, args.force)
@@ -116,9 +113,10 @@ def run_compress(args: argparse.Namespace) -> int:
 
 
 def run_decompress(args: argparse.Namespace) -> int:
+    from depthq.codec.format import CodecError
     from depthq.images import save_png
 
-    codec = _codec(args)[0]
+    codec = _run_codec(args)[1]
     for name in args.files:
         source = Path(name)
         target = _target(source, args.out, ".png", args.force)
@@ -134,42 +132,17 @@ def run_decompress(args: argparse.Namespace) -> int:
 
 
 def _compress_split(args: argparse.Namespace) -> int:
-    from depthq.atomic import atomic_write, write_json
-    from depthq.codec.format import EXTENSION
-    from depthq.codec.section import measure_section
-    from depthq.prior.data import RunData
+    from depthq.runs import SavedRun, compress_split
     from depthq.tables import markdown_table
 
-    codec, model, prior, info = _codec(args)
-    data = RunData.of_run(args.run_dir, model, args.weights)
-    images = data.images(args.split).images
-    if args.max_images is not None:
-        if args.max_images < 1:
-            raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
-        images = images[: args.max_images]
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"codec-{args.split}"
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise RunDirError(f"{out} exists and is not empty (pass --force, or another --out)")
+    run = SavedRun.open(args.run_dir, weights=args.weights)
+    data = run.run_data
     print(
-        f"compressing {len(images)} {data.name} {args.split} images ({tuple(images.shape[1:])}) both ways, "
-        "decompressing and checking every file ..."
+        f"compressing {args.max_images or 'all'} {data.name} {args.split} images both ways, decompressing and "
+        "checking every file ..."
     )
-    section, lossless, lossy = measure_section(model, prior, images, codec=codec, empirical=info.empirical_prior())
-    for folder, files in (("lossless", lossless), ("lossy", lossy)):
-        for i, data_bytes in enumerate(files):
-            atomic_write(
-                out / folder / f"{args.split}_{i:05d}{EXTENSION}", lambda tmp, b=data_bytes: Path(tmp).write_bytes(b)
-            )
-    figures = section.to_dict()
-    summary = {
-        "run_dir": str(args.run_dir),
-        "data": data.name,
-        "split": args.split,
-        "images": len(images),
-        "codec": figures.pop("measurement"),
-        **figures,
-    }
-    write_json(out / "summary.json", summary)
+    done = compress_split(run, args.split, out=args.out, max_images=args.max_images, force=args.force, prior=args.prior)
+    section = done.section
     m = section.measurement
     rows = [
         ["learned prior total (ideal code length: -log2 p(z) - log2 p(x|z))", f"{m.model_bits_per_dim:.4f}"],
@@ -211,5 +184,5 @@ def _compress_split(args: argparse.Namespace) -> int:
             f"  {r.fmt} at the nearest rate (quality {r.quality}, all images tiled into one file): "
             f"{r.bits_per_pixel:.3f} bits per pixel, PSNR {r.psnr:.2f} dB"
         )
-    print(f"files and summary.json: {out}")
+    print(f"files and summary.json: {done.out}")
     return 0
