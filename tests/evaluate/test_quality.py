@@ -24,6 +24,16 @@ from depthq.evaluate.quality import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """MS-SSIM's convolutions in one intra-op thread: on a shared 2-core machine two threads run
+    several times slower than one; the values do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _chw(hwc: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(hwc.transpose(2, 0, 1)) if hwc.ndim == 3 else hwc[None]
 
