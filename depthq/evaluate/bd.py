@@ -82,7 +82,7 @@ def _mean_difference(x_anchor, y_anchor, x_test, y_test, method: str, axis: str)
         )
     anchor = _integral(x_anchor, y_anchor, method)(lo, hi)
     test = _integral(x_test, y_test, method)(lo, hi)
-    return (test - anchor) / (hi - lo)
+    return float((test - anchor) / (hi - lo))
 
 
 def _curves(anchor_rates, anchor_quality, test_rates, test_quality, method):
@@ -130,4 +130,4 @@ def bd_psnr(
     """BD-PSNR of ``test`` against ``anchor``: the mean quality gain at equal rate, in the
     qualities' unit (dB). Arguments as ``bd_rate``; the log base of the rates cancels."""
     log_a, q_a, log_t, q_t = _curves(anchor_rates, anchor_quality, test_rates, test_quality, method)
-    return _mean_difference(log_a, q_a, log_t, q_t, method, "rate")
+    return float(_mean_difference(log_a, q_a, log_t, q_t, method, "rate"))
