@@ -65,15 +65,28 @@ JPEG_BEST = "JPEG best subsampling"  # at_rates' entry for the better of 4:2:0 a
 Encoder = Callable[[Image.Image], bytes]
 
 
-def _encode(image: Image.Image, **options: Any) -> bytes:
+def encode(image: Image.Image, **options: Any) -> bytes:
+    """The bytes of ``image`` saved by Pillow with ``options`` (``format`` and the encoder's settings)."""
     buffer = io.BytesIO()
     image.save(buffer, **options)
     return buffer.getvalue()
 
 
-def _decode(data: bytes) -> np.ndarray:
+def decode(data: bytes) -> np.ndarray:
+    """A file's bytes decoded by Pillow: uint8 (H, W) for greyscale, (H, W, C) otherwise."""
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im)
+
+
+def jpeg_options(quality: int, subsampling: int = 2, optimize: bool = True) -> dict[str, Any]:
+    """Pillow's JPEG options: ``subsampling`` 2 is 4:2:0 (Pillow's default), 0 is 4:4:4; ``optimize``
+    computes optimised Huffman tables (Pillow's default is off)."""
+    return {"format": "JPEG", "quality": quality, "optimize": optimize, "subsampling": subsampling}
+
+
+def webp_options(quality: int, method: int = 6) -> dict[str, Any]:
+    """Pillow's lossy WebP options; ``method`` 0 (fast) to 6 (smallest files; Pillow's default is 4)."""
+    return {"format": "WEBP", "quality": quality, "method": method}
 
 
 LOSSLESS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # codec -> (per-file options, mosaic options)
@@ -294,8 +307,8 @@ def _cells(mosaic: np.ndarray, count: int, h: int, w: int, block: int) -> np.nda
     return cells[:count, :h, :w]
 
 
-def _pil(array: np.ndarray, rgb: bool = False) -> Image.Image:
-    """(H, W, C) uint8 -> a Pillow image ('L' or 'RGB'; ``rgb`` replicates greyscale)."""
+def pil_image(array: np.ndarray, rgb: bool = False) -> Image.Image:
+    """(H, W, C) uint8 -> a Pillow image ('L' or 'RGB'; ``rgb`` replicates greyscale: WebP has no 'L')."""
     if array.shape[-1] == 1:
         return Image.fromarray(array[..., 0]).convert("RGB") if rgb else Image.fromarray(array[..., 0])
     return Image.fromarray(array)
@@ -305,11 +318,11 @@ def _pil(array: np.ndarray, rgb: bool = False) -> Image.Image:
 def _lossless(images: np.ndarray, codec: str) -> LosslessAnchor:
     per_file, tiled = LOSSLESS[codec]
     rgb = codec == WEBP_LOSSLESS  # WebP has no greyscale mode
-    nbytes = sum(len(_encode(_pil(im.transpose(1, 2, 0), rgb), **per_file)) for im in images)
+    nbytes = sum(len(encode(pil_image(im.transpose(1, 2, 0), rgb), **per_file)) for im in images)
     tiled_bytes = 0
     for mosaic, _ in mosaics(images):
-        data = _encode(_pil(mosaic, rgb), **tiled)
-        decoded = _decode(data).reshape(mosaic.shape[0], mosaic.shape[1], -1)[..., : mosaic.shape[-1]]
+        data = encode(pil_image(mosaic, rgb), **tiled)
+        decoded = decode(data).reshape(mosaic.shape[0], mosaic.shape[1], -1)[..., : mosaic.shape[-1]]
         if not np.array_equal(decoded, mosaic):
             raise RuntimeError(f"{codec} did not decode its own mosaic exactly: an encoder bug")
         tiled_bytes += len(data)
@@ -335,8 +348,8 @@ def _sweep(
     def point(q: int) -> RatePoint | None:
         nbytes, sq_err = 0, 0.0
         for mosaic, count in tiles:
-            data = _encode(_pil(mosaic, rgb), **options(q))
-            decoded = _decode(data).astype(np.float64)
+            data = encode(pil_image(mosaic, rgb), **options(q))
+            decoded = decode(data).astype(np.float64)
             if decoded.ndim == 2:
                 decoded = decoded[..., None]
             if decoded.shape[-1] != c:  # greyscale stored as RGB: read back the mean of the channels
@@ -412,8 +425,7 @@ def measure_anchors(
     x = _as_uint8_batch(images)
     _check_rates(rates)  # before the encoding, not after
     n, c, h, w = x.shape
-    jpeg = lambda sub: lambda q: {"format": "JPEG", "quality": q, "optimize": True, "subsampling": sub}  # noqa: E731
-    webp = lambda q: {"format": "WEBP", "quality": q, "method": 6}  # noqa: E731
+    jpeg = lambda sub: lambda q: jpeg_options(q, sub)  # noqa: E731
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         lossless_jobs = [pool.submit(_lossless, x, codec) for codec in (LOSSLESS if lossless else ())]
         if c == 3:
@@ -423,7 +435,7 @@ def measure_anchors(
             ]
         else:
             curves = [_sweep(pool, x, "JPEG", jpeg_qualities, jpeg(0), False, lambda q: f"q{q}")]
-        curves.append(_sweep(pool, x, "WebP", webp_qualities, webp, c == 1, lambda q: f"q{q}"))
+        curves.append(_sweep(pool, x, "WebP", webp_qualities, webp_options, c == 1, lambda q: f"q{q}"))
         anchors = tuple(job.result() for job in lossless_jobs)
     notes = [
         f"lossy: images tiled into mosaics of {BLOCK}-aligned cells (edge-padded); bits per pixel count "

@@ -5,7 +5,9 @@
 - ``entropy_maps``: code entropy per position (nats/pixel, Fig. 3 left) and its histogram;
 - ``hierarchy``: originals, the full reconstruction, and each level decoded alone (Fig. 4), on
   ``labelled_rows`` (image rows with their labels in the picture);
-- ``training_curves``: loss, bits/dim, code usage and information per position from metrics.csv.
+- ``training_curves``: loss, bits/dim, code usage and information per position from metrics.csv;
+- ``rd_curves``: PSNR and MS-SSIM (dB) against bpp of named codecs (CompressAI's results files),
+  the way CompressAI's plotting tool draws them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from torch import Tensor
 
 from depthq.atomic import atomic_write
+from depthq.evaluate.compressai_schema import MS_SSIM_DB_RGB, PSNR_RGB, CodecResults
 from depthq.evaluate.result import metric_name
 from depthq.images import make_grid
 
@@ -213,4 +216,61 @@ def rate_distortion(
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+RD_AXES = {PSNR_RGB: "PSNR-RGB (dB)", MS_SSIM_DB_RGB: "MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)"}
+CLASSICAL = ("JPEG", "WebP", "BPG", "HM", "VTM", "AV1")  # drawn dashed, as CompressAI's plot does
+
+
+def rd_panels(
+    curves: Sequence[CodecResults], metrics: Sequence[str] = (PSNR_RGB, MS_SSIM_DB_RGB)
+) -> list[tuple[str, list[tuple[str, list[float], list[float], bool]]]]:
+    """(metric, [(name, bpp, quality in dB, dashed), ...]) per panel that has data; points sorted
+    by bpp; MS-SSIM in dB from either of its keys; non-finite points (MS-SSIM of 1) dropped."""
+    unknown = [m for m in metrics if m not in RD_AXES]
+    if unknown:
+        raise ValueError(f"metrics must be among {sorted(RD_AXES)}; got {unknown}")
+    panels = []
+    for metric in metrics:
+        lines = []
+        for c in curves:
+            ys = c.series(metric)
+            if ys is None:
+                continue
+            points = sorted((x, y) for x, y in zip(c.bpp, ys) if math.isfinite(y))
+            if points:
+                xs, vs = zip(*points)
+                lines.append((c.name, list(xs), list(vs), any(k in c.name for k in CLASSICAL)))
+        if lines:
+            panels.append((metric, lines))
+    return panels
+
+
+def rd_curves(
+    curves: Sequence[CodecResults | str | os.PathLike],
+    path: str | os.PathLike,
+    metrics: Sequence[str] = (PSNR_RGB, MS_SSIM_DB_RGB),
+    title: str = "",
+) -> Path:
+    """Rate-distortion curves on shared axes, one panel per metric (PSNR; MS-SSIM in dB).
+
+    ``curves``: ``CodecResults`` (a model's, ``rd.pillow_anchor``'s JPEG and WebP) or paths of
+    CompressAI results files (its published curves), each labelled by its name; a curve without a
+    metric is left out of that panel. Markers at the measured points, classical codecs dashed.
+    """
+    loaded = [c if isinstance(c, CodecResults) else CodecResults.read(c) for c in curves]
+    panels = rd_panels(loaded, metrics)
+    if not panels:
+        raise ValueError(f"no curve has any of the metrics {list(metrics)}: nothing to plot")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False, layout="constrained")
+    for ax, (metric, lines) in zip(axes[0], panels):
+        for name, xs, ys, dashed in lines:
+            ax.plot(xs, ys, "--" if dashed else "-", marker=".", ms=5, lw=1, label=name)
+        ax.set_xlabel("bits per pixel (bpp)")
+        ax.set_ylabel(RD_AXES[metric])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=11)
     return save_figure(fig, path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from depthq.evaluate import figures
@@ -43,3 +46,51 @@ def test_heat_map_text_resolves_its_colour_range():
     assert cell_digits(7.0, 7.6) == 2
     assert cell_digits(7.0, 7.0) == 2
     assert f"{7.102:.{cell_digits(7.102, 7.110)}f}" != f"{7.110:.{cell_digits(7.102, 7.110)}f}"
+
+
+def _rd_curves():
+    from depthq.evaluate.compressai_schema import CodecResults
+
+    model = CodecResults("DQ-AE", "", (0.9, 0.3, 0.6), (33.0, 28.0, 31.0), (0.99, 0.9, 0.97))
+    jpeg = CodecResults("JPEG", "", (0.4, 0.8, 1.2, 1.6), (27.0, 30.0, 32.0, 33.5), (0.9, 0.95, 0.97, 1.0))
+    paper = CodecResults("paper", "", (0.2, 0.5), (29.0, 32.0), ms_ssim_db_rgb=(11.0, 14.0))
+    return model, jpeg, paper
+
+
+def test_rd_panels_share_axes_per_metric_in_db_sorted_by_rate():
+    model, jpeg, paper = _rd_curves()
+    (psnr_metric, psnr), (db_metric, db) = figures.rd_panels([model, jpeg, paper])
+    assert (psnr_metric, db_metric) == ("psnr-rgb", "ms-ssim-db-rgb")
+    assert psnr[0] == ("DQ-AE", [0.3, 0.6, 0.9], [28.0, 31.0, 33.0], False)  # sorted by bpp, solid
+    assert psnr[1][0] == "JPEG" and psnr[1][3] is True  # classical codecs dashed
+    assert db[0][2] == pytest.approx([10.0, 10 * math.log10(1 / 0.03), 20.0])  # -10 log10(1 - ms-ssim)
+    assert len(db[1][1]) == 3  # JPEG's MS-SSIM of 1 (infinite dB) is dropped
+    assert db[2] == ("paper", [0.2, 0.5], [11.0, 14.0], False)  # published dB series as is
+    assert figures.rd_panels([paper], ["ms-ssim-db-rgb"]) == [("ms-ssim-db-rgb", [db[2]])]
+
+
+def test_rd_curves_draws_every_curve_and_reads_compressai_files(tmp_path, monkeypatch):
+    model, jpeg, paper = _rd_curves()
+    published = paper.write(tmp_path / "paper.json")
+    seen = {}
+    real = figures.save_figure
+
+    def spy(fig, path):
+        seen["axes"] = [(ax.get_ylabel(), [t.get_text() for t in ax.get_legend().get_texts()]) for ax in fig.axes]
+        return real(fig, path)
+
+    monkeypatch.setattr(figures, "save_figure", spy)
+    path = figures.rd_curves([model, jpeg, published], tmp_path / "rd.png", title="Kodak")
+    assert path.stat().st_size > 5000
+    assert seen["axes"] == [
+        ("PSNR-RGB (dB)", ["DQ-AE", "JPEG", "paper"]),
+        ("MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)", ["DQ-AE", "JPEG", "paper"]),
+    ]
+
+
+def test_rd_curves_refuses_unknown_metrics_and_empty_plots(tmp_path):
+    model, _, paper = _rd_curves()
+    with pytest.raises(ValueError, match="metrics must be among"):
+        figures.rd_panels([model], ["ms-ssim"])
+    with pytest.raises(ValueError, match="nothing to plot"):
+        figures.rd_curves([], tmp_path / "rd.png")
