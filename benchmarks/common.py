@@ -138,14 +138,16 @@ def software(device: torch.device | str = "cpu") -> dict[str, str]:
 
 
 def write_results(path: str | Path, *, title: str, tables: Sequence[Table], data: dict,
-                  device: torch.device | str = "cpu", summary: str = "") -> Path:
+                  device: torch.device | str = "cpu", summary: str = "",
+                  versions: dict[str, str] | None = None) -> Path:
     """The results as a :class:`depthq.results.ResultsFile` named after the file's stem, with the
     machine they were measured on (the GPU's name on CUDA), the date, the commit and this
-    process's command line (atomic). Copy it into ``docs/results/`` to publish it."""
+    process's command line (atomic); ``versions`` adds library versions the figures depend on.
+    Copy it into ``docs/results/`` to publish it."""
     cuda = torch.device(device).type == "cuda"
     results = ResultsFile(
         name=Path(path).stem, title=title, summary=summary, tables=tuple(tables), data=data,
-        provenance=provenance(device="cuda" if cuda else None, software=software(device)),
+        provenance=provenance(device="cuda" if cuda else None, software={**software(device), **(versions or {})}),
     )
     return write(path, results)
 

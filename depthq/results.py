@@ -237,8 +237,8 @@ class Table:
             return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
         lines = [line(self.headers), "|" + "|".join("---" for _ in self.headers) + "|", *map(line, self.rows)]
-        if self.notes:
-            lines += ["", *self.notes]
+        for note in self.notes:  # each note a paragraph of its own
+            lines += ["", note]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
