@@ -48,7 +48,7 @@ class DataConfig:
     name: str = "photos"
     """Data set: photos, fashion-mnist, cifar10, imagenet32, imagenet64 or folder."""
     root: str | None = None
-    """Folder of the data set (default: $DEPTHQ_DATA/<name>, see the README's data section)."""
+    """Folder of the data set (default: $DEPTHQ_DATA/<name>; see the documentation's data formats)."""
     batch_size: int = 32
     """Training images per step and device."""
     eval_batch_size: int | None = None
@@ -135,8 +135,8 @@ class TrainConfig:
     """Show a progress bar."""
     compile: bool = False
     """Run the training forward through ``torch.compile`` (off by default: it compiles for tens
-    of seconds first and, on a CPU, was measured not to pay for depthq's models; see the README's
-    GPU section). Validation and evaluation run the model uncompiled."""
+    of seconds first and, on a CPU, was measured not to pay for depthq's models; see
+    ``benchmarks/train_loop.py``). Validation and evaluation run the model uncompiled."""
 
     def __post_init__(self) -> None:
         for name, low in (
