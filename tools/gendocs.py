@@ -423,7 +423,9 @@ def glance_block(found: dict, page: Path) -> str:
         if name not in found:
             raise KeyError(f"GLANCE names docs/results/{name}.json, which does not exist")
         results = found[name]
-        link = rel_link(RESULTS / f"{name}.md", page) + "#" + slug(caption)
+        link = rel_link(RESULTS / f"{name}.md", page)
+        if page != README:  # GitHub spells heading anchors differently from mkdocs: the page will do
+            link += "#" + slug(caption)
         rows.append(f"| {md_escape(label)} | {md_escape(results.table(caption).cell(row, column))} | [table]({link}) |")
         if name not in sources:
             sources.append(name)
