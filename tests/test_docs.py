@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -109,7 +110,7 @@ def run_page(page: Path, workdir: Path) -> None:
 
     namespace: dict = {"__name__": "docs"}
     for step in page_steps(page):
-        where = f"{page.relative_to(ROOT)}:{step.line}"
+        where = f"{page.relative_to(ROOT) if page.is_relative_to(ROOT) else page}:{step.line}"
         if step.kind == "write":
             target = workdir / step.path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,14 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.syspath_prepend(str(ROOT))
     # DEPTHQ_CACHE is the session's fresh cache (conftest.py); the photos are cut once
     monkeypatch.setenv("DEPTHQ_REPO", str(ROOT))
-    run_page(page, tmp_path)
+    # one intra-op thread: on 2 cores shared with other jobs, two threads that spin-wait for
+    # each other made a tutorial's training steps 20 times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_page(page, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_markers_are_read_as_the_reader_sees_them(tmp_path: Path):
