@@ -14,7 +14,7 @@ What is generated, and from what:
   (``depthq.results``), each table under its provenance line, and ``docs/results/index.md``;
 - blocks between ``<!-- generated: KIND ARGS -->`` and ``<!-- /generated -->`` in README.md and
   the hand-written pages (KIND: ``table NAME "CAPTION"``, ``glance``, ``setup-times``,
-  ``capacity``, ``presets``), and the results section of mkdocs.yml's nav.
+  ``capacity``, ``presets``, ``datasets``), and the results section of mkdocs.yml's nav.
 
 ``tests/test_generated_docs.py`` fails when a committed file differs from what this writes now.
 """
@@ -459,6 +459,18 @@ def capacity_block() -> str:
     )
 
 
+def datasets_block() -> str:
+    """The data set registry: name, channels, image size, standard folder, what it is."""
+    from depthq.data import DATASETS
+
+    rows = ["| name | channels | image size | folder under `$DEPTHQ_DATA` | what it is |", "|---|---|---|---|---|"]
+    for info in DATASETS.values():
+        size = f"{info.native_size}x{info.native_size}" if info.native_size else f"any (default {info.default_size})"
+        folder = f"`{info.subfolder}/`" if info.subfolder else "-"
+        rows.append(f"| `{info.name}` | {info.channels} | {size} | {folder} | {md_escape(info.summary)} |")
+    return "\n".join(rows)
+
+
 BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^\n]*?) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 
@@ -473,6 +485,7 @@ def fill_blocks(text: str, page: Path, found: dict) -> str:
             "setup-times": lambda: setup_times_block(found, page),
             "capacity": capacity_block,
             "presets": presets_table,
+            "datasets": datasets_block,
         }
         if kind not in renderers:
             raise ValueError(f"{page.relative_to(ROOT)}: unknown generated block {kind!r}; kinds: {sorted(renderers)}")
