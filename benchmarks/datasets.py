@@ -53,12 +53,21 @@ def photo_table(label: str, sets: dict[int, PatchSet], info: list[tuple[str, str
     stride = ", ".join(f"{sets[p].stride} at {p}" for p in SIZES)
     return Table(
         f"The {label} set, photo by photo",
-        ("photo", "from", "H x W used (original)", "split", *(f"patches at {p}" for p in SIZES),
-         f"nearly flat {SIZES[0]}x{SIZES[0]} tiles (original -> used)", "licence (as the package states it)"),
+        (
+            "photo",
+            "from",
+            "H x W used (original)",
+            "split",
+            *(f"patches at {p}" for p in SIZES),
+            f"nearly flat {SIZES[0]}x{SIZES[0]} tiles (original -> used)",
+            "licence (as the package states it)",
+        ),
         photo_rows(sets, info),
-        notes=(f"Training photos are cut at stride P/4 ({stride}) before any validation hold-out; test photos "
-               "into non-overlapping patches. A tile is nearly flat when every channel's standard deviation "
-               f"inside it is below {sets[SIZES[0]].meta['flat_std']:g} pixel levels.",),
+        notes=(
+            f"Training photos are cut at stride P/4 ({stride}) before any validation hold-out; test photos "
+            "into non-overlapping patches. A tile is nearly flat when every channel's standard deviation "
+            f"inside it is below {sets[SIZES[0]].meta['flat_std']:g} pixel levels.",
+        ),
     )
 
 
@@ -76,9 +85,11 @@ def val_table(names: list[str]) -> Table:
         "Training and validation patches by val_fraction (seed 0)",
         ("val_fraction", *(f"{n} {p}x{p} train / val" for n in names for p in SIZES)),
         tuple(rows),
-        notes=("The hold-out is a seeded share of the training photos' 64x64 blocks: val is the "
-               "non-overlapping patches inside them, and every training patch touching one is dropped. "
-               "val_fraction is therefore a share of the area, not of the patch count.",),
+        notes=(
+            "The hold-out is a seeded share of the training photos' 64x64 blocks: val is the "
+            "non-overlapping patches inside them, and every training patch touching one is dropped. "
+            "val_fraction is therefore a share of the area, not of the patch count.",
+        ),
     )
 
 
@@ -99,12 +110,20 @@ def flat_table(scenes: dict[int, PatchSet]) -> Table:
         (f"the {len(wallpapers)} wallpapers at full size", *(share(scenes[p], wallpapers, True) for p in SIZES)),
         ("the same, downscaled (as used)", *(share(scenes[p], wallpapers) for p in SIZES)),
         (f"the {len(builtin)} built-in photos", *(share(scenes[p], builtin) for p in SIZES)),
-        ("scenes train / test photos (as used)",
-         *(f"{share(scenes[p], train)} / {share(scenes[p], test)}" for p in SIZES)),
+        (
+            "scenes train / test photos (as used)",
+            *(f"{share(scenes[p], train)} / {share(scenes[p], test)}" for p in SIZES),
+        ),
     )
-    return Table("Nearly flat tiles in the scenes photographs", ("photographs", *(f"{p}x{p}" for p in SIZES)), rows,
-                 notes=("Non-overlapping tiles, measured while cutting; nearly flat: every channel's standard "
-                        "deviation below 2 pixel levels.",))
+    return Table(
+        "Nearly flat tiles in the scenes photographs",
+        ("photographs", *(f"{p}x{p}" for p in SIZES)),
+        rows,
+        notes=(
+            "Non-overlapping tiles, measured while cutting; nearly flat: every channel's standard "
+            "deviation below 2 pixel levels.",
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

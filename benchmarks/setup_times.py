@@ -56,17 +56,30 @@ def main(argv: list[str] | None = None) -> int:
             status = subprocess.run(["make", command], cwd=clone).returncode
             seconds = time.perf_counter() - start
             print(f"make {command}: {seconds / 60:.1f} min, exit status {status}", flush=True)
-            rows.append((f"make {command}", WHAT[command], f"{seconds / 60:.1f} min",
-                         "passed" if status == 0 else f"failed ({status})", f"{before} / {load()}"))
+            rows.append(
+                (
+                    f"make {command}",
+                    WHAT[command],
+                    f"{seconds / 60:.1f} min",
+                    "passed" if status == 0 else f"failed ({status})",
+                    f"{before} / {load()}",
+                )
+            )
             data[command] = {"seconds": seconds, "status": status, "load_before": before, "load_after": load()}
-    table = Table("The set-up commands, timed from a fresh clone",
-                  ("command", "what", "wall time", "result", "load average before / after"), tuple(rows),
-                  notes=("The load average says how busy the machine's cores were (other jobs lengthen every "
-                         "timing).",))
+    table = Table(
+        "The set-up commands, timed from a fresh clone",
+        ("command", "what", "wall time", "result", "load average before / after"),
+        tuple(rows),
+        notes=("The load average says how busy the machine's cores were (other jobs lengthen every timing).",),
+    )
     print_tables([table])
-    path = write_results(args.out, title="The set-up commands", tables=[table], data=data,
-                         summary="`make test` and `make demo` run in a fresh clone of the commit below, each "
-                                 "creating its own `.venv/`.")
+    path = write_results(
+        args.out,
+        title="The set-up commands",
+        tables=[table],
+        data=data,
+        summary="`make test` and `make demo` run in a fresh clone of the commit below, each creating its own `.venv/`.",
+    )
     print(f"wrote {path}")
     return 0
 

@@ -32,7 +32,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"<!-- docs-test: (?P<kind>run|write|skip|setup)(?P<arg>.*?)-->\s*$", re.S)
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.S | re.M)
 #: everything the page shows or hides: a fenced block, or a docs-test comment (greedy up to -->)
-ITEM = re.compile(r"<!-- docs-test:.*?-->|^[ ]*```[\w+-]*[^\n]*\n.*?^[ ]*```[ ]*$", re.S | re.M)
+ITEM = re.compile(r"^<!-- docs-test:.*?-->|^[ ]*```[\w+-]*[^\n]*\n.*?^[ ]*```[ ]*$", re.S | re.M)
 
 
 @dataclass

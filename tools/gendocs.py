@@ -222,9 +222,13 @@ def _command_section(path: list[str], summary: str, parser: argparse.ArgumentPar
     if rows:
         yield "| argument | default | what it does |\n|---|---|---|\n" + "\n".join(rows) + "\n"
     if subs:
-        yield "| command | what it does |\n|---|---|\n" + "\n".join(
-            f"| [`{' '.join([*path, n])}`](#{slug(' '.join([*path, n]))}) | {md_escape(h)} |" for n, h, _ in subs
-        ) + "\n"
+        yield (
+            "| command | what it does |\n|---|---|\n"
+            + "\n".join(
+                f"| [`{' '.join([*path, n])}`](#{slug(' '.join([*path, n]))}) | {md_escape(h)} |" for n, h, _ in subs
+            )
+            + "\n"
+        )
     for sub_name, sub_help, child in subs:
         yield from _command_section([*path, sub_name], sub_help, child, depth + 1)
 
@@ -342,8 +346,8 @@ def config_page() -> str:
         for section, cls, rows in _config_sections(root, ""):
             title = f"`{section}`" if section else "top level"
             parts.append(f"### {title}\n")
-            doc = inspect.getdoc(cls) or ""
-            parts.append(f"{' '.join(doc.split(chr(10) + chr(10))[0].split())} (`{cls.__module__}.{cls.__qualname__}`)\n")
+            first_paragraph = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
+            parts.append(f"{md_escape(first_paragraph)} (`{cls.__module__}.{cls.__qualname__}`)\n")
             table = ["| key | type | default | meaning |", "|---|---|---|---|"]
             table += [f"| `{k}` | {code(t)} | {code(d) if d else ''} | {md_escape(m)} |" for k, t, d, m in rows]
             parts.append("\n".join(table) + "\n")
@@ -397,7 +401,9 @@ def results_index(found: dict) -> str:
     for name, r in found.items():
         p = r.provenance
         where = p.machine.gpu or p.machine.cpu
-        lines.append(f"| [{md_escape(r.title)}]({name}.md) | {len(r.tables)} table(s) | {p.date[:10]}, {md_escape(where)} |")
+        lines.append(
+            f"| [{md_escape(r.title)}]({name}.md) | {len(r.tables)} table(s) | {p.date[:10]}, {md_escape(where)} |"
+        )
     if not found:
         lines.append("| (none yet) | | |")
     return "\n".join(lines) + "\n"
@@ -409,10 +415,7 @@ def table_block(found: dict, page: Path, name: str, caption: str) -> str:
     results = found[name]
     table = results.table(caption)
     link = rel_link(RESULTS / f"{name}.md", page)
-    return (
-        f"{table.to_markdown()}\n\n<small>{md_escape(results.provenance.describe())} "
-        f"([results]({link}))</small>"
-    )
+    return f"{table.to_markdown()}\n\n<small>{md_escape(results.provenance.describe())} ([results]({link}))</small>"
 
 
 def glance_block(found: dict, page: Path) -> str:
