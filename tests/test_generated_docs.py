@@ -116,3 +116,17 @@ def test_every_docs_page_is_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def test_results_files_are_not_ignored_by_git():
+    """A results file git ignores would be missing from every clone (and its pages with it)."""
+    import subprocess
+
+    files = [str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "results").iterdir()]
+    try:
+        ignored = subprocess.run(["git", "check-ignore", *files], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        pytest.skip("no git")
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert not ignored.stdout.strip(), f"git ignores {ignored.stdout.split()}"

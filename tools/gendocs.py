@@ -395,15 +395,14 @@ def results_index(found: dict) -> str:
         "README no longer matches its file. To add or refresh one, run the command in its provenance (the "
         "scripts in `benchmarks/` write results files), copy the JSON here and run `make results-docs`; "
         "[Benchmarks](../benchmarks.md) says what each script measures.\n",
-        "| results | what | measured |",
+        "| results | tables | measured |",
         "|---|---|---|",
     ]
     for name, r in found.items():
         p = r.provenance
         where = p.machine.gpu or p.machine.cpu
-        lines.append(
-            f"| [{md_escape(r.title)}]({name}.md) | {len(r.tables)} table(s) | {p.date[:10]}, {md_escape(where)} |"
-        )
+        tables = "; ".join(md_escape(t.caption) for t in r.tables)
+        lines.append(f"| [{md_escape(r.title)}]({name}.md) | {tables} | {p.date[:10]}, {md_escape(where)} |")
     if not found:
         lines.append("| (none yet) | | |")
     return "\n".join(lines) + "\n"
