@@ -320,7 +320,10 @@ def _config_sections(cls: type, prefix: str) -> Iterator[tuple[str, type, list[t
 
 
 def presets_table() -> str:
-    """The model presets, each as the keys it changes from ModelConfig's defaults."""
+    """The model presets: the keys each changes from ModelConfig's defaults, and its size."""
+    import torch
+
+    from depthq.models import HierarchicalAutoencoder
     from depthq.models.config import PRESETS, ModelConfig
 
     base = dataclasses.asdict(ModelConfig())
@@ -328,8 +331,12 @@ def presets_table() -> str:
     for name, config in PRESETS.items():
         changed = {k: v for k, v in dataclasses.asdict(config).items() if v != base[k]}
         keys = ", ".join(f"`{k}: {_yaml_value(v)}`" for k, v in changed.items()) or "the defaults"
-        rows.append(f"| `{name}` | {md_escape(keys)} |")
-    return "| preset | what it sets (every other key: the default) |\n|---|---|\n" + "\n".join(rows)
+        with torch.device("meta"):  # count the parameters without allocating them
+            parameters = HierarchicalAutoencoder(config).num_parameters()
+        rows.append(f"| `{name}` | {md_escape(keys)} | {parameters:,} |")
+    return (
+        "| preset | what it sets (every other key: the default) | parameters |\n|---|---|---|\n" + "\n".join(rows)
+    )
 
 
 def config_page() -> str:
@@ -355,7 +362,7 @@ def config_page() -> str:
             parts.append("### Model presets\n")
             parts.append(
                 "`preset: NAME` in the `model` section (or `depthq.models.preset(NAME, **changes)` in Python) "
-                "starts from these values.\n"
+                "starts from these values. Parameters are counted for the preset as it is (its image channels and head).\n"
             )
             parts.append(presets_table() + "\n")
     return "\n".join(parts)
