@@ -63,7 +63,7 @@ $(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
 docs-install: $(VENV)/.docs-installed
 
 docs: $(VENV)/.docs-installed
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # (the banner about mkdocs 2 says nothing to a reader)
 
 reference-docs: $(VENV)/.installed
 	$(BIN)/python tools/gendocs.py reference
