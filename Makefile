@@ -3,6 +3,10 @@
 #   make scenes  install the Debian wallpaper packages of the scenes data set, where apt is usable
 #   make test    run the test suite
 #   make bench   run the benchmarks against vector-quantize-pytorch and the naive loop
+#   make docs    build the documentation site into site/ (mkdocs build --strict)
+#   make reference-docs  regenerate docs/reference/cli.md and config.md from the code
+#   make results-docs    regenerate the results pages and the README's tables from docs/results/*.json
+#   make docs-check      fail when a generated page differs from what the code and results give now
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +14,7 @@ BIN := $(VENV)/bin
 # torch >= 2.4 works (override with `make TORCH='torch==2.5.1' ...`).
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo bench clean scenes
+.PHONY: install test demo bench clean scenes docs docs-install reference-docs results-docs docs-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +54,25 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/model.py
 	$(BIN)/python benchmarks/train_loop.py
 
+# The documentation: mkdocs-material and mkdocstrings (the `docs` extra). Nothing is fetched at
+# build time (no social cards, no web fonts), so it builds offline.
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[docs]"
+	touch $@
+
+docs-install: $(VENV)/.docs-installed
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # (the banner about mkdocs 2 says nothing to a reader)
+
+reference-docs: $(VENV)/.installed
+	$(BIN)/python tools/gendocs.py reference
+
+results-docs: $(VENV)/.installed
+	$(BIN)/python tools/gendocs.py results
+
+docs-check: $(VENV)/.installed
+	$(BIN)/python tools/gendocs.py --check
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

@@ -7,27 +7,28 @@ against the anchor measured in the same run.
 - CPU: wall time with ``time.perf_counter``; peak memory from the profiler's allocation events.
 - CUDA: CUDA events around each call after warm-up (the GPU's own clock, no host-side launch
   jitter), one synchronisation per sample; peak memory from ``torch.cuda.max_memory_allocated``.
+
+Every script writes a results file (:mod:`depthq.results`: its tables, the raw figures, the
+machine, date, commit and command); ``docs/results/`` holds the published ones, from which
+``make results-docs`` generates the documentation's tables.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from depthq.atomic import write_json as depthq_write_json
+from depthq.results import ResultsFile, Table, provenance, write
 
 #: Lines the profiler's native code writes to stderr at every profiling session (kineto's USDT
 #: trace points, the CPU allocator's note about blocks allocated before profiling started).
@@ -124,52 +125,34 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
     return peak
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+def software(device: torch.device | str = "cpu") -> dict[str, str]:
+    """Versions beyond torch and Python that the figures depend on (on CUDA: Triton)."""
+    if torch.device(device).type != "cuda":
+        return {}
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        import triton
+
+        return {"Triton": triton.__version__}
+    except ImportError:
+        return {"Triton": "not installed"}
 
 
-def machine(device: torch.device | str = "cpu") -> dict[str, object]:
-    info: dict[str, object] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "processor": cpu_model(),
-    }
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-        try:
-            import triton
-
-            info["triton"] = triton.__version__
-        except ImportError:
-            info["triton"] = None
-    return info
+def write_results(path: str | Path, *, title: str, tables: Sequence[Table], data: dict,
+                  device: torch.device | str = "cpu", summary: str = "",
+                  versions: dict[str, str] | None = None) -> Path:
+    """The results as a :class:`depthq.results.ResultsFile` named after the file's stem, with the
+    machine they were measured on (the GPU's name on CUDA), the date, the commit and this
+    process's command line (atomic); ``versions`` adds library versions the figures depend on.
+    Copy it into ``docs/results/`` to publish it."""
+    cuda = torch.device(device).type == "cuda"
+    results = ResultsFile(
+        name=Path(path).stem, title=title, summary=summary, tables=tuple(tables), data=data,
+        provenance=provenance(device="cuda" if cuda else None, software={**software(device), **(versions or {})}),
+    )
+    return write(path, results)
 
 
-def provenance() -> dict[str, object]:
-    """When, from which commit and by which command a result was measured."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit, "dirty": dirty, "command": " ".join(["python", *sys.argv])}
-
-
-def write_json(path: str | Path, payload: dict, device: torch.device | str = "cpu") -> Path:
-    """The results with the machine they were measured on and their provenance (atomic)."""
-    return depthq_write_json(path, {"machine": machine(device), **provenance(), **payload})
+def print_tables(tables: Sequence[Table]) -> None:
+    """Each table as Markdown under its caption, with its notes."""
+    for table in tables:
+        print(f"{table.caption}:\n\n{table.to_markdown()}\n")

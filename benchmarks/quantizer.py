@@ -23,7 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import median_times, peak_memory_bytes, resolve_device, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    median_times,
+    peak_memory_bytes,
+    print_tables,
+    resolve_device,
+    write_results,
+)
 from benchmarks.naive import NaiveDepthwise  # noqa: E402
 from depthq import DepthwiseQuantizer  # noqa: E402
 from depthq.quantize.search import (  # noqa: E402
@@ -32,7 +38,7 @@ from depthq.quantize.search import (  # noqa: E402
     default_chunk_elements,
     nearest_codes,
 )
-from depthq.tables import markdown_table  # noqa: E402
+from depthq.results import Table  # noqa: E402
 
 try:
     from vector_quantize_pytorch import VectorQuantize
@@ -53,6 +59,14 @@ CUDA_BUDGETS = [2**24, 2**26, 2**28, 2**30]
 #: other tile/warp choices of the Triton kernel, timed next to its default (launch_config)
 TRITON_ALTERNATIVES = {"triton-w8": {"num_warps": 8}, "triton-n128": {"BLOCK_N": 128, "num_warps": 8}}
 MIB = 2**20
+SUMMARY = (
+    "Each timing is a training step of the quantizer alone (forward, loss, backward to the input), "
+    "the median of the repetitions, timed round-robin in one process for three implementations: depthq "
+    "at its defaults (EMA, dead-code re-initialisation on); vector-quantize-pytorch in its DQ-equivalent "
+    "configuration (`heads=M, separate_codebook_per_head=True, codebook_dim=D, rotation_trick=False, "
+    "decay=0.99`); and a naive loop over per-codebook modules with full distances and one-hot EMA, the "
+    "structure of the official code. Peak memory is what torch allocated during the call."
+)
 
 
 def have_triton() -> bool:
@@ -138,7 +152,7 @@ def bench_search(configs, reps: int, device: torch.device) -> list[dict]:
         def chunked_matmul():
             for s in range(0, n, rows_per_chunk):
                 e = min(s + rows_per_chunk, n)
-                torch.bmm(x[:, s:e], codes_t, out=buf[:, : e - s])
+                torch.bmm(x[:, s:e], codes_t, out=buf[:, : e - s])  # noqa: F821 (buf is deleted after the timing)
 
         fns = {
             "search": lambda: nearest_codes(x, codes),
@@ -178,7 +192,8 @@ def bench_memory(device: torch.device, dtype: torch.dtype) -> dict:
     return {"B": b, "HW": h, "M": m, "D": d, "K": k, "N": b * h * h, "peak_bytes": peak}
 
 
-def report(steps: list[dict], search: list[dict], memory: dict) -> str:
+def report(steps: list[dict], search: list[dict], memory: dict) -> list[Table]:
+    """The step, search and memory tables."""
     names = [n for n in ("depthq", "depthq-triton", "vqp", "naive") if n in steps[0]["seconds"]]
     have_vqp = "vqp" in names
     headers = ["B, HxW, M, D, K"] + [f"{n} ms" for n in names]
@@ -192,38 +207,36 @@ def report(steps: list[dict], search: list[dict], memory: dict) -> str:
         row += [f"{t['vqp'] / t[n]:.2f}x" for n in names if n.startswith("depthq")] if have_vqp else []
         row += [f"{t['naive'] / t['depthq']:.2f}x"]
         row += [f"{mem[n] / MIB:.0f}" for n in names]
-        rows.append(row)
-    out = ["Forward+backward of the quantizer (median), peak memory of the step:", "",
-           markdown_table(headers, rows), ""]
-    if not search:
-        return "\n".join(out + [_memory_table(memory, names, have_vqp)])
-    variants = [v for v in search[0]["gflops"] if v not in ("matmul", "matmul_chunked")]
-    rows = []
-    for r in search:
-        g = r["gflops"]
-        rows.append([f"{r['M']}, {r['N']}, {r['D']}, {r['K']}", f"{r['gflop']:.2f}",
-                     *(f"{g[v]:.0f}" for v in variants), f"{g['matmul']:.0f}",
-                     f"{g['matmul_chunked']:.0f}",
-                     *(f"{g[v] / g['matmul']:.0%}" for v in variants),
-                     f"{g['search'] / g['matmul_chunked']:.0%}"])
-    out += ["Nearest-code search throughput (GFLOP/s = 2*M*N*K*D / time; `search` is the "
-            "default torch path, `triton` the fused kernel (`triton-*`: other tiles/warps), "
-            "`search@X` the torch path with an X score budget):", "",
-            markdown_table(["M, N, D, K", "GFLOP", *variants, "matmul (same shapes)",
-                            "matmul chunked", *(f"{v} / matmul" for v in variants),
-                            "search / chunked"], rows), ""]
-    return "\n".join(out + [_memory_table(memory, names, have_vqp)])
-
-
-def _memory_table(memory: dict, names: list[str], have_vqp: bool) -> str:
+        rows.append(tuple(row))
+    tables = [Table("Training step of the quantizer alone (forward, loss, backward to the input; median) "
+                    "and its peak memory", tuple(headers), tuple(rows))]
+    if search:
+        variants = [v for v in search[0]["gflops"] if v not in ("matmul", "matmul_chunked")]
+        rows = []
+        for r in search:
+            g = r["gflops"]
+            rows.append((f"{r['M']}, {r['N']}, {r['D']}, {r['K']}", f"{r['gflop']:.2f}",
+                         *(f"{g[v]:.0f}" for v in variants), f"{g['matmul']:.0f}",
+                         f"{g['matmul_chunked']:.0f}",
+                         *(f"{g[v] / g['matmul']:.0%}" for v in variants),
+                         f"{g['search'] / g['matmul_chunked']:.0%}"))
+        tables.append(Table(
+            "Nearest-code search throughput, GFLOP/s (2*M*N*K*D / time), next to torch's fp32 matrix "
+            "product on the same shapes",
+            ("M, N, D, K", "GFLOP", *variants, "matmul (same shapes)", "matmul chunked",
+             *(f"{v} / matmul" for v in variants), "search / chunked"), tuple(rows),
+            notes=("`search` is the default torch path, `triton` the fused kernel (`triton-*`: other "
+                   "tiles and warps), `search@X` the torch path with an X score budget; *matmul* is one "
+                   "`bmm`, *matmul chunked* the same product in the search's chunks into a reused buffer.",)))
     p = memory["peak_bytes"]
     mem_names = [n for n in names if n in p]
     row = [f"N={memory['N']}, M={memory['M']}, D={memory['D']}, K={memory['K']}"]
     row += [f"{p[n] / MIB:.0f}" for n in mem_names]
     row += [f"{p['depthq'] / p['vqp']:.3f}"] if have_vqp else []
-    return "\n".join(["Peak memory of a training forward:", "",
-                      markdown_table(["config"] + [f"{n} MiB" for n in mem_names]
-                                     + (["depthq / vqp"] if have_vqp else []), [row])])
+    tables.append(Table("Peak memory of a training forward",
+                        ("config", *(f"{n} MiB" for n in mem_names), *(["depthq / vqp"] if have_vqp else [])),
+                        (tuple(row),)))
+    return tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,11 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         configs + ([] if MEMORY_CONFIG in configs else [MEMORY_CONFIG]), reps, device)
     memory = bench_memory(device, dtype)
     print()
-    print(report(steps, search, memory))
-    path = write_json(out, {"device": args.device, "precision": args.precision, "reps": reps,
-                            "cpu_chunk_elements": CPU_CHUNK_ELEMENTS, "steps": steps,
-                            "search": search, "memory": memory}, device)
-    print(f"\nwrote {path}")
+    tables = report(steps, search, memory)
+    print_tables(tables)
+    data = {"device": args.device, "precision": args.precision, "reps": reps,
+            "cpu_chunk_elements": CPU_CHUNK_ELEMENTS, "steps": steps, "search": search, "memory": memory}
+    path = write_results(out, title=f"The quantizer: depthq, vector-quantize-pytorch and a naive loop "
+                         f"({args.device}, {args.precision})", tables=tables, data=data, device=device,
+                         summary=SUMMARY)
+    print(f"wrote {path}")
     return 0
 
 

@@ -28,12 +28,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import median_times, resolve_device, synchronize, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    median_times,
+    print_tables,
+    resolve_device,
+    synchronize,
+    write_results,
+)
 from benchmarks.model import PRECISIONS, make_step, resolve_channels_last, setting_name  # noqa: E402
 from depthq.config import RunConfig, config_from_dict  # noqa: E402
 from depthq.models import HierarchicalAutoencoder  # noqa: E402
 from depthq.presets import MODELS  # noqa: E402
-from depthq.tables import markdown_table  # noqa: E402
+from depthq.results import Table  # noqa: E402
 from depthq.train import train  # noqa: E402
 
 LIGHTNING_PRECISION = {"fp32": "32", "bf16": "bf16-mixed"}
@@ -137,16 +143,19 @@ def main(argv: list[str] | None = None) -> int:
                      args.device, setting, str(args.batch_size), "on" if c else "off", f"{raw_ips:.1f}",
                      f"{ips:.1f}", f"{ips / raw_ips:.0%}", f"{args.steps / seconds:.2f}"])
     print()
-    print("`depthq train` end to end next to the raw training step (images/s; the raw step is "
-          "forward + backward + Adam on one batch, median):")
-    print()
-    print(markdown_table(["preset", "params", "device", "precision", "batch", "compile", "raw step img/s",
-                          "depthq train img/s", "train / raw", "train steps/s"], rows))
+    table = Table("`depthq train` end to end next to the raw training step (forward, backward and Adam on one "
+                  "batch, median), images/s",
+                  ("preset", "params", "device", "precision", "batch", "compile", "raw step img/s",
+                   "depthq train img/s", "train / raw", "train steps/s"), tuple(map(tuple, rows)),
+                  notes=(f"{args.steps} timed steps after {args.warmup}; the final validation and checkpoint "
+                         "are not timed.",))
+    print_tables([table])
     out = args.out or f"benchmarks/results/train_loop{'-cuda' if cuda else ''}.json"
     payload = {"preset": args.preset, "device": args.device, "precision": args.precision, "channels_last": cl,
                "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
                "raw_step_seconds": raw, "raw_images_per_s": raw_ips, "loops": results}
-    print(f"\nwrote {write_json(out, payload, device)}")
+    title = f"`depthq train` end to end ({args.device}, {setting}, preset {args.preset})"
+    print(f"wrote {write_results(out, title=title, tables=[table], data=payload, device=device)}")
     return 0
 
 

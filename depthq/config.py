@@ -53,7 +53,7 @@ class DataConfig:
     name: str = "photos"
     """Data set: photos, fashion-mnist, cifar10, imagenet32, imagenet64 or folder."""
     root: str | None = None
-    """Folder of the data set (default: $DEPTHQ_DATA/<name>, see the README's data section)."""
+    """Folder of the data set (default: $DEPTHQ_DATA/<name>; see the documentation's data formats)."""
     batch_size: int = 32
     """Training images per step and device."""
     eval_batch_size: int | None = None

@@ -109,10 +109,11 @@ class StagedBatchSampler(Sampler[BatchKey]):
             batch_size * world_size images.
         seed: the data-order seed (>= 0).
         start_step: the first global step to yield (the trainer's step when resuming).
-        rank, world_size: under distributed training each step draws one global batch of
-            batch_size * world_size images and this process takes slice ``rank`` of it, so
+        rank: this process's rank. Under distributed training each step draws one global batch
+            of batch_size * world_size images and this process takes slice ``rank`` of it, so
             the ranks see disjoint images and the order is the same for any rank count that
             gives the same global batch.
+        world_size: the number of processes.
     """
 
     def __init__(

@@ -37,7 +37,7 @@ class PriorConfig:
     """How the M codes of a position are predicted: "joint" (one step per position, M softmax
     heads from one state: the codes are independent given everything before the position) or
     "sequential" (one step per code, each conditioned on the codes before it). Joint is the
-    default: on the demo model it reached a lower NLL in the same training time (README)."""
+    default: on the demo model it reached a lower NLL in the same training time."""
     dim: int = 64
     """Width of the residual stream."""
     layers: int = 3
