@@ -472,8 +472,9 @@ class DepthwiseQuantizer(nn.Module):
                 available = owner * (valid.sum(-1, keepdim=True) > 0)  # (M, K)
             stats += [candidates, available]
         distributed.all_reduce_sum_(*stats)
-        # nothing to learn from an empty global batch (or a non-finite one)
-        ok = (nonfinite.sum() == 0) & (counts.sum() > 0)
+        # nothing to learn from an empty global batch (or a non-finite one); per codebook, as
+        # masks can leave one codebook without vectors (without masks all agree)
+        ok = (nonfinite.sum() == 0) & (counts.sum(-1, keepdim=True) > 0)  # (M, 1)
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
         count = self.ema_count.lerp(counts, 1.0 - self.decay)
@@ -494,9 +495,9 @@ class DepthwiseQuantizer(nn.Module):
             if ema:
                 total = torch.where(dead.unsqueeze(-1), candidates * count.unsqueeze(-1), total)
         self.ema_count.copy_(torch.where(ok, count, self.ema_count))
-        self.embed.copy_(torch.where(ok, embed, self.embed))  # no_grad: no .data (torch.compile)
+        self.embed.copy_(torch.where(ok.unsqueeze(-1), embed, self.embed))  # no_grad: no .data (torch.compile)
         if ema:
-            self.ema_sum.copy_(torch.where(ok, total, self.ema_sum))
+            self.ema_sum.copy_(torch.where(ok.unsqueeze(-1), total, self.ema_sum))
         return dead & ok if replace else None
 
     @torch.no_grad()
