@@ -53,3 +53,15 @@ def owner_mask(num_items: int, device: torch.device) -> Tensor:
         return torch.ones(num_items, device=device)
     items = torch.arange(num_items, device=device)
     return (items % ws == rank()).float()
+
+
+def all_reduce_sum_with_grad(t: Tensor) -> Tensor:
+    """The sum of ``t`` over all ranks, differentiable (``torch.distributed.nn``): its backward
+    sums the incoming gradients over ranks, so a loss computed from global statistics on every
+    rank gets, after DDP's averaging over ranks, the gradient of that loss taken once over the
+    concatenated batch. ``t`` itself when torch.distributed is not in use."""
+    if world_size() == 1:
+        return t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t, op=dist.ReduceOp.SUM)

@@ -131,6 +131,50 @@ class Layout:
         """(M, N) -> (index_shape)."""
         return self._restore(idx, with_dim=False).contiguous()
 
+    # -- position masks ------------------------------------------------------------------
+
+    def mask_to_codebooks(self, mask: Tensor) -> Tensor:
+        """A position mask (the input's shape without its channel axis, see
+        :func:`check_mask`) -> (M, N) bool: for every vector of every codebook, whether its
+        position is unmasked. The P pieces of a position share its flag."""
+        if self.rank == 4:  # (B, H, W) -> (B, P, H, W)
+            pieces = mask.unsqueeze(1).expand(self.batch, self.pieces, *self.spatial)
+        else:  # (B, N) -> (B, N, P) or (B,) -> (B, P)
+            pieces = mask.unsqueeze(-1).expand(*mask.shape, self.pieces)
+        return self.indices_to_codebooks(pieces)
+
+    def broadcast_mask(self, mask: Tensor) -> Tensor:
+        """A position mask with a size-1 channel axis, broadcastable to the input:
+        (B, 1, H, W), (B, N, 1) or (B, 1)."""
+        return mask.unsqueeze(1) if self.rank == 4 else mask.unsqueeze(-1)
+
+
+def position_shape(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+    """The input's shape without its channel axis: (B, H, W), (B, N) or (B,)."""
+    if len(shape) == 4:
+        return (shape[0], *shape[2:])
+    return tuple(shape[:-1])
+
+
+def check_mask(mask: Tensor | None, shape: torch.Size | tuple[int, ...]) -> None:
+    """Raise unless ``mask`` is None or a bool tensor of the input's shape without its channel
+    axis ((B, H, W) for a (B, C, H, W) map, (B, N) for a (B, N, C) sequence, (B,) for (B, C)).
+
+    Raises:
+        TypeError: not a bool tensor.
+        ValueError: the wrong shape; the message gives the expected one.
+    """
+    if mask is None:
+        return
+    if not torch.is_tensor(mask) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {type(mask).__name__} {getattr(mask, 'dtype', '')}")
+    expected = position_shape(shape)
+    if tuple(mask.shape) != expected:
+        raise ValueError(
+            f"mask must have the input's shape without its channel axis, {expected} for an input of "
+            f"shape {tuple(shape)}, got {tuple(mask.shape)}"
+        )
+
 
 def layout_for_input(
     shape: torch.Size | tuple[int, ...],

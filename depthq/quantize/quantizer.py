@@ -12,6 +12,12 @@ The same module covers the special cases (see the class methods):
 - ``D = 1``: a learned scalar quantizer per channel (:meth:`DepthwiseQuantizer.scalar`);
 - ``coupled=True``: the official code's "coupled" VQ baseline, M codebooks on one shared
   D-dim input (:meth:`DepthwiseQuantizer.coupled`).
+
+Options beyond the paper (spec section 8): the rotation trick as the gradient estimator (Fifty
+et al., ICLR 2025; :mod:`depthq.quantize.estimators`), cosine-similarity codes (l2-normalised
+vectors and codes, as in ViT-VQGAN, Yu et al. 2022), and a position ``mask`` for padded
+sequences. :meth:`DepthwiseQuantizer.assign` is the search-and-update step alone, which
+:class:`~depthq.quantize.residual.ResidualQuantizer` runs stage after stage.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from torch import Tensor, nn
 
 from depthq.quantize import codebook as cb
 from depthq.quantize import distributed
+from depthq.quantize.estimators import ESTIMATORS, StraightThrough, masked_mse, rotation_trick
 from depthq.quantize.kmeans import kmeans
-from depthq.quantize.layout import AXES, layout_for_indices, layout_for_input
+from depthq.quantize.layout import AXES, Layout, check_mask, layout_for_indices, layout_for_input
+from depthq.quantize.output import QuantizerOutput, check_indices, check_input
 from depthq.quantize.search import (
     SEARCH_BACKENDS,
     gather_codes,
@@ -36,67 +44,28 @@ from depthq.quantize.search import (
 
 LEARNING = ("ema", "gradient")
 
+__all__ = ["Assignment", "DepthwiseQuantizer", "QuantizerOutput"]
+
 
 @dataclass
-class QuantizerOutput:
-    """What a forward pass returns.
+class Assignment:
+    """The search-and-update step of :meth:`DepthwiseQuantizer.assign`, before any estimator.
 
     Attributes:
-        quantized: the input's shape (M*D channels for ``coupled``); values are the codes,
-            gradients pass straight through to the input.
-        indices: int64 codes, e.g. (B, M, H, W) for a map (see :mod:`depthq.quantize.layout`).
-        loss: the quantizer's loss term: ``beta * commitment`` with EMA codebooks, plus
-            ``codebook_loss`` when codebooks are learned by gradient.
-        commitment: mean ||x - sg(q)||^2 (unweighted).
-        codebook_loss: mean ||sg(x) - q||^2 for gradient-learned codebooks, else 0.
-        perplexity: (M,) exp(entropy) of each codebook's code frequencies in this batch.
-        usage: (M,) fraction of each codebook's codes used at least once in this batch.
-        counts: (M, K) vectors assigned to each code in this batch (all ranks when training
-            under torch.distributed).
-        nonfinite: (M,) int64 vectors of this batch with a NaN or inf component (or so large
-            that their distances overflow fp32), per codebook, with the same scope as ``counts``.
-            Such a vector gets code 0 (so it is counted in ``counts[:, 0]``); in training a
-            batch with any of them leaves the codebooks untouched. A device tensor: reading it
-            is the caller's choice of when to synchronise. None only when the output was built
-            by other code (e.g. a baseline) that does not count them.
+        layout: how the input maps to the (M, N, D) codebook layout.
+        indices: (M, N) int64 nearest codes (0 for non-finite vectors).
+        codes: the input's shape, fp32, no gradient: the codes of every vector.
+        counts: (M, K) vectors per code (unmasked only; all ranks in training).
+        nonfinite: (M,) int64 unmasked non-finite vectors (all ranks in training).
+        codebook_loss: mean ||sg(x) - q||^2 for gradient-learned codebooks (unmasked), else 0.
     """
 
-    quantized: Tensor
+    layout: Layout
     indices: Tensor
-    loss: Tensor
-    commitment: Tensor
-    codebook_loss: Tensor
-    perplexity: Tensor
-    usage: Tensor
+    codes: Tensor
     counts: Tensor
-    nonfinite: Tensor | None = None
-
-
-class _StraightThrough(torch.autograd.Function):
-    """quantized = codes (exactly) and commitment = mean((x - codes)^2), in one node.
-
-    Forward returns the codes bit-for-bit (so ``decode`` reproduces ``quantized``) and the fp32
-    commitment loss; backward gives ``grad_quantized + grad_commitment * 2 (x - codes) / n``
-    to x, i.e. the straight-through estimator ``x + sg(q - x)`` plus the commitment gradient,
-    computed in the input's own layout without extra permutes.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        ctx.save_for_backward(x, codes)
-        commitment = F.mse_loss(x.float(), codes) if x.numel() else codes.new_zeros(())
-        out = codes if codes.dtype == x.dtype else codes.to(x.dtype)
-        return out.view_as(out), commitment
-
-    @staticmethod
-    def backward(ctx, grad_q: Tensor | None, grad_c: Tensor | None):
-        x, codes = ctx.saved_tensors
-        grad = None
-        if grad_c is not None:
-            grad = (x.float() - codes).mul_(grad_c * (2.0 / max(x.numel(), 1))).to(x.dtype)
-        if grad_q is not None:
-            grad = grad_q if grad is None else grad.add_(grad_q)
-        return grad, None
+    nonfinite: Tensor
+    codebook_loss: Tensor
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -146,6 +115,19 @@ class DepthwiseQuantizer(nn.Module):
         search: nearest-code backend: "auto" (today the torch path everywhere), "torch", or
             "triton" (a fused CUDA kernel; needs the triton package). See
             :mod:`depthq.quantize.search`.
+        estimator: the gradient through the quantizer: "straight_through" (the paper's) or
+            "rotation" (the rotation trick, :func:`depthq.quantize.estimators.rotation_trick`).
+            Either way ``quantized`` holds the codes exactly.
+        cosine: cosine-similarity codes: vectors and codes are l2-normalised before the
+            search, ``quantized`` is the normalised code, and the commitment compares the
+            normalised vector with it. EMA codebooks are renormalised after every update (and
+            after k-means and re-initialisation); gradient-learned ones are normalised where
+            used.
+
+    Masks: ``forward(x, mask=...)`` takes a bool mask shaped like x without its channel axis
+    ((B, H, W), (B, N) or (B,)); masked (False) positions are quantized like the others, but
+    leave the codebooks, EMA statistics, dead-code counts and k-means untouched and count in
+    neither ``counts``, ``usage``, ``perplexity``, ``nonfinite`` nor the losses.
 
     Precision: codebooks and statistics stay fp32 whatever ``.half()``, ``.double()``,
     ``.bfloat16()`` or ``.to(dtype)`` asks (only the device follows), distances are computed in
@@ -171,6 +153,8 @@ class DepthwiseQuantizer(nn.Module):
         coupled: bool = False,
         chunk_elements: int | None = None,
         search: str = "auto",
+        estimator: str = "straight_through",
+        cosine: bool = False,
     ) -> None:
         super().__init__()
         self.num_codebooks = _positive_int("num_codebooks", num_codebooks)
@@ -193,6 +177,10 @@ class DepthwiseQuantizer(nn.Module):
             _positive_int("chunk_elements", chunk_elements)
         if search not in SEARCH_BACKENDS:
             raise ValueError(f"search must be one of {SEARCH_BACKENDS}, got {search!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if not isinstance(cosine, bool):
+            raise TypeError(f"cosine must be a bool, got {type(cosine).__name__} {cosine!r}")
         m, k, d = self.num_codebooks, self.codebook_size, self.code_dim
         if coupled:
             if axis != "channel":
@@ -222,8 +210,12 @@ class DepthwiseQuantizer(nn.Module):
         self.coupled = coupled
         self.chunk_elements = chunk_elements
         self.search = search
+        self.estimator = estimator
+        self.cosine = cosine
 
         embed = torch.randn(m, k, d)
+        if cosine:
+            embed = F.normalize(embed, dim=-1)
         if learning == "gradient":
             self.embed = nn.Parameter(embed)
         else:
@@ -273,8 +265,23 @@ class DepthwiseQuantizer(nn.Module):
 
     @property
     def codebooks(self) -> Tensor:
-        """(M, K, D) fp32 codes."""
+        """(M, K, D) fp32 codes (with ``cosine``, normalised; gradient-learned ones are
+        normalised here, differentiably)."""
+        if self.cosine and self.learning == "gradient":
+            return F.normalize(self.embed, dim=-1)
         return self.embed
+
+    def _search_table(self) -> Tensor:
+        """The codebooks without autograd, for the search and the gathered codes."""
+        if self.cosine and self.learning == "gradient":
+            return F.normalize(self.embed.detach(), dim=-1)
+        return self.embed.detach()
+
+    @property
+    def alphabet_sizes(self) -> tuple[int, ...]:
+        """(K,) * P: each of the P codes of a position takes one of K values (P = M for the
+        channel axis; ceil(C / D) pieces for the spatial axis)."""
+        return (self.codebook_size,) * math.ceil(self.out_channels / self.code_dim)
 
     @property
     def out_channels(self) -> int:
@@ -297,6 +304,8 @@ class DepthwiseQuantizer(nn.Module):
             f"code_dim={self.code_dim}, axis={self.axis!r}, in_channels={self.in_channels}, "
             f"learning={self.learning!r}, coupled={self.coupled}"
             + (f", search={self.search!r}" if self.search != "auto" else "")
+            + (f", estimator={self.estimator!r}" if self.estimator != "straight_through" else "")
+            + (", cosine=True" if self.cosine else "")
         )
 
     def _apply(self, fn, recurse=True):
@@ -330,69 +339,112 @@ class DepthwiseQuantizer(nn.Module):
         reps[dim] = self.num_codebooks
         return x.repeat(reps)
 
-    def forward(self, x: Tensor) -> QuantizerOutput:
-        """Quantize ``x``; see the class docstring for shapes."""
-        if not torch.is_tensor(x) or not x.is_floating_point():
-            raise TypeError(f"expected a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+    def forward(self, x: Tensor, *, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantize ``x``; see the class docstring for shapes and ``mask``."""
+        check_input(x)
         # Distances and statistics in fp32 whatever the surrounding autocast says.
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.coupled:
                 x = self._tile(x)
-            layout = layout_for_input(
-                tuple(x.shape),
-                axis=self.axis,
-                channels=self.out_channels,
-                code_dim=self.code_dim,
-                num_codebooks=self.num_codebooks,
-            )
-            flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
-            if self.training and self._needs_init:
-                self._kmeans_init(flat)
-            # (M, N) indices and best scores; a vector that is not finite scores non-finite
-            # (no extra pass over x to find it) and gets code 0. (No local alias of the codebooks
-            # lives on while _update writes them: torch.compile refuses a mutated aliased input.)
-            idx, scores = nearest_codes_and_scores(flat, self.embed.detach(), self.chunk_elements, search=self.search)
-            finite = torch.isfinite(scores)  # (M, N)
-            idx.mul_(finite)  # code 0 where not finite
-            nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
-            codes = layout.from_codebooks(gather_codes(self.embed.detach(), idx))  # input shape, fp32
-            counts = cb.code_counts(idx, self.codebook_size)  # (M, K)
-            reset = None
-            if self.training:  # after the codes were read: the update is for the next batch
-                reset = self._update(flat, idx, counts, nonfinite)
-            codebook_loss = torch.zeros((), device=x.device)
-            if self.learning == "gradient" and flat.numel():
-                # ||sg(x) - q||^2, with no gradient for codes just moved onto new vectors (their
-                # gradient was computed at the old position)
-                diff = (gather_codes(self.embed, idx) - flat).pow(2)  # (M, N, D)
-                if reset is not None:
-                    diff = diff * (~reset).gather(1, idx).unsqueeze(-1)
-                codebook_loss = diff.sum() / flat.numel()
-            quantized, commitment = _StraightThrough.apply(x, codes)
-            loss = codebook_loss + self.beta * commitment
+            step = self.assign(x, mask=mask)
+            if mask is None and not self.cosine and self.estimator == "straight_through":
+                quantized, commitment = StraightThrough.apply(x, step.codes)  # the paper's path
+            else:
+                quantized, commitment = self._estimate(x, step, mask)
+            loss = step.codebook_loss + self.beta * commitment
+        counts = step.counts
         probs = counts / counts.sum(-1, keepdim=True).clamp(min=1.0)
         entropy = -(probs * probs.clamp(min=1e-12).log()).sum(-1)
         return QuantizerOutput(
             quantized=quantized,
-            indices=layout.indices_from_codebooks(idx),
+            indices=step.layout.indices_from_codebooks(step.indices),
             loss=loss,
             commitment=commitment,
-            codebook_loss=codebook_loss,
+            codebook_loss=step.codebook_loss,
             perplexity=entropy.exp(),
             usage=(counts > 0).float().mean(-1),
             counts=counts,
-            nonfinite=nonfinite,
+            nonfinite=step.nonfinite,
         )
+
+    def assign(self, x: Tensor, *, mask: Tensor | None = None) -> Assignment:
+        """The nearest codes of ``x`` and, in training, the codebook update; no estimator.
+
+        ``x`` is the input as ``forward`` takes it (already tiled for ``coupled``), read
+        without autograd; call it with autocast off. For composite quantizers (a residual
+        stage quantizes the previous stage's residual); ``forward`` is this plus the gradient
+        estimator and the losses.
+        """
+        layout = layout_for_input(
+            tuple(x.shape),
+            axis=self.axis,
+            channels=self.out_channels,
+            code_dim=self.code_dim,
+            num_codebooks=self.num_codebooks,
+        )
+        check_mask(mask, x.shape)
+        flat = layout.to_codebooks(x.detach().float())  # (M, N, D), no autograd
+        if self.cosine:
+            flat = F.normalize(flat, dim=-1)
+        valid = None if mask is None else layout.mask_to_codebooks(mask)  # (M, N) bool
+        if self.training and self._needs_init:
+            self._kmeans_init(flat, valid)
+        # (M, N) indices and best scores; a vector that is not finite scores non-finite
+        # (no extra pass over x to find it) and gets code 0. (No local alias of the codebooks
+        # lives on while _update writes them: torch.compile refuses a mutated aliased input.)
+        idx, scores = nearest_codes_and_scores(flat, self._search_table(), self.chunk_elements, search=self.search)
+        finite = torch.isfinite(scores)  # (M, N)
+        idx.mul_(finite)  # code 0 where not finite
+        if valid is None:
+            nonfinite = finite.shape[1] - finite.sum(-1)  # (M,) int64
+        else:
+            nonfinite = (valid & ~finite).sum(-1)  # masked vectors do not count
+        codes = layout.from_codebooks(gather_codes(self._search_table(), idx))  # input shape, fp32
+        counts = cb.code_counts(idx, self.codebook_size, valid)  # (M, K)
+        reset = None
+        if self.training:  # after the codes were read: the update is for the next batch
+            reset = self._update(flat, idx, counts, nonfinite, valid)
+        codebook_loss = torch.zeros((), device=x.device)
+        if self.learning == "gradient" and flat.numel():
+            # ||sg(x) - q||^2, with no gradient for codes just moved onto new vectors (their
+            # gradient was computed at the old position)
+            diff = (gather_codes(self.codebooks, idx) - flat).pow(2)  # (M, N, D)
+            if reset is not None:
+                diff = diff * (~reset).gather(1, idx).unsqueeze(-1)
+            if valid is None:
+                codebook_loss = diff.sum() / flat.numel()
+            else:
+                kept = valid.sum() * self.code_dim
+                codebook_loss = torch.where(valid.unsqueeze(-1), diff, 0.0).sum() / kept.clamp(min=1)
+        return Assignment(layout, idx, codes, counts, nonfinite, codebook_loss)
+
+    def _estimate(self, x: Tensor, step: Assignment, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``quantized`` and the commitment for the options (mask, cosine, rotation trick)."""
+        layout = step.layout
+        z = x
+        if self.cosine:  # the vector that is quantized is z/|z|, per D-piece, differentiably
+            z = layout.from_codebooks(F.normalize(layout.to_codebooks(x.float()), dim=-1))
+        where = None if mask is None else layout.broadcast_mask(mask)
+        if self.estimator == "straight_through":
+            quantized, commitment = StraightThrough.apply(z, step.codes, where)
+        else:
+            commitment = masked_mse(z, step.codes, where)
+            rotated = rotation_trick(layout.to_codebooks(z.float()), layout.to_codebooks(step.codes))  # (M, N, D)
+            quantized = layout.from_codebooks(rotated)
+        return quantized.to(x.dtype), commitment
 
     # -- training-time updates -------------------------------------------------------------
 
     @torch.no_grad()
-    def _update(self, x: Tensor, idx: Tensor, counts: Tensor, nonfinite: Tensor) -> Tensor | None:
+    def _update(
+        self, x: Tensor, idx: Tensor, counts: Tensor, nonfinite: Tensor, valid: Tensor | None = None
+    ) -> Tensor | None:
         """EMA step and dead-code replacement for one training batch.
 
         ``counts`` (M, K) and ``nonfinite`` (M,) are summed over ranks in place, so the caller's
-        figures are global. Returns the (M, K) mask of codes moved onto new vectors (None when
-        re-initialisation is off). Nothing is read on the host.
+        figures are global. ``valid`` (M, N) bool: the unmasked vectors (None: all). Returns the
+        (M, K) mask of codes moved onto new vectors (None when re-initialisation is off).
+        Nothing is read on the host.
 
         Under torch.distributed, the batch counts, the batch sums and the replacement
         candidates travel in one all-reduce, so every rank ends with identical codebooks,
@@ -405,19 +457,24 @@ class DepthwiseQuantizer(nn.Module):
         # exploding step) cannot poison the codebooks. No host synchronisation is needed.
         stats = [counts, nonfinite]
         if ema:
-            stats.append(cb.code_sums(x, idx, k))  # (M, K, D)
+            kept = x if valid is None else torch.where(valid.unsqueeze(-1), x, 0.0)
+            stats.append(cb.code_sums(kept, idx, k))  # (M, K, D)
         replace = self.dead_code_threshold > 0
         if replace:
-            # Code k's candidate is drawn by one rank (k mod world size); `valid` records
+            # Code k's candidate is drawn by one rank (k mod world size); `available` records
             # whether that rank had vectors to draw from, so an empty share never seeds a code.
-            candidates = cb.sample_vectors(x, k)  # (M, K, D) from this rank's batch, zeros if empty
+            candidates = cb.sample_vectors(x, k, valid=valid)  # (M, K, D) from this rank's batch
             owner = distributed.owner_mask(k, x.device)  # (K,) all ones in one process
             candidates *= owner.view(1, k, 1)
-            valid = owner * float(x.shape[1] > 0)
-            stats += [candidates, valid]
+            if valid is None:
+                available = owner * float(x.shape[1] > 0)  # (K,)
+            else:
+                available = owner * (valid.sum(-1, keepdim=True) > 0)  # (M, K)
+            stats += [candidates, available]
         distributed.all_reduce_sum_(*stats)
-        # nothing to learn from an empty global batch (or a non-finite one)
-        ok = (nonfinite.sum() == 0) & (counts.sum() > 0)
+        # nothing to learn from an empty global batch (or a non-finite one); per codebook, as
+        # masks can leave one codebook without vectors (without masks all agree)
+        ok = (nonfinite.sum() == 0) & (counts.sum(-1, keepdim=True) > 0)  # (M, 1)
 
         # N <- decay*N + (1-decay)*n ; S <- decay*S + (1-decay)*s  (lerp by 1 - decay)
         count = self.ema_count.lerp(counts, 1.0 - self.decay)
@@ -425,38 +482,50 @@ class DepthwiseQuantizer(nn.Module):
         if ema:
             total = self.ema_sum.lerp(stats[2], 1.0 - self.decay)
             embed = total / cb.smoothed_counts(count, self.eps).unsqueeze(-1)
+            if self.cosine:
+                embed = F.normalize(embed, dim=-1)
         if replace:
+            if self.cosine:  # the tie-breaking noise moved the candidates off the sphere
+                candidates = F.normalize(candidates, dim=-1)
             dead = cb.dead_code_mask(count, self.eps, self.dead_code_threshold)  # (M, K)
-            dead &= (valid > 0).view(1, k)
+            dead &= available.view(-1, k) > 0
             embed = torch.where(dead.unsqueeze(-1), candidates, embed)
             # Reset the statistics so the EMA reproduces the new code: N = threshold, S = N*e.
             count = torch.where(dead, self.dead_code_threshold, count)
             if ema:
                 total = torch.where(dead.unsqueeze(-1), candidates * count.unsqueeze(-1), total)
         self.ema_count.copy_(torch.where(ok, count, self.ema_count))
-        self.embed.copy_(torch.where(ok, embed, self.embed))  # no_grad: no .data (torch.compile)
+        self.embed.copy_(torch.where(ok.unsqueeze(-1), embed, self.embed))  # no_grad: no .data (torch.compile)
         if ema:
-            self.ema_sum.copy_(torch.where(ok, total, self.ema_sum))
+            self.ema_sum.copy_(torch.where(ok.unsqueeze(-1), total, self.ema_sum))
         return dead & ok if replace else None
 
     @torch.no_grad()
-    def _kmeans_init(self, x: Tensor) -> None:
+    def _kmeans_init(self, x: Tensor, valid: Tensor | None = None) -> None:
         """k-means (k-means++ seeding, then Lloyd) on the first usable training batch.
 
-        Usable means: the global batch (all ranks) has vectors and all of them are finite (a
-        NaN centroid would capture every vector). Every rank takes the same decision from
-        all-reduced counts and then enters every collective, even with an empty share, so no
-        rank waits on another. The decision reads two numbers on the host: one
-        synchronisation per training step until the codebooks are initialised (normally
-        exactly once); after that, ``forward`` never comes here.
+        Usable means: every codebook has vectors in the global batch (all ranks; unmasked ones
+        when ``valid`` is given) and all of them are finite (a NaN centroid would capture every
+        vector). Every rank takes the same decision from all-reduced counts and then enters
+        every collective, even with an empty share, so no rank waits on another. The decision
+        reads the counts on the host: one synchronisation per training step until the
+        codebooks are initialised (normally exactly once); after that, ``forward`` never comes
+        here.
         """
-        bad = nonfinite_vectors(x).sum().float()
-        status = torch.stack([bad, x.new_tensor(float(x.shape[1]))])
+        bad_vectors = nonfinite_vectors(x)  # (M, N)
+        if valid is None:
+            per_codebook = x.new_full((x.shape[0],), float(x.shape[1]))  # (M,)
+        else:
+            bad_vectors &= valid
+            per_codebook = valid.sum(-1).float()
+        status = torch.cat([bad_vectors.sum().float().view(1), per_codebook])
         distributed.all_reduce_sum_(status)
-        bad, total = status.tolist()  # the one host read
-        if bad > 0 or total == 0:
+        bad, *totals = status.tolist()  # the one host read
+        if bad > 0 or min(totals) == 0:
             return
-        centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.search)
+        centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.search, valid)
+        if self.cosine:  # Lloyd's means of unit vectors, put back on the sphere
+            centroids = F.normalize(centroids, dim=-1)
         self.embed.copy_(centroids)
         self.ema_count.copy_(counts)
         if self.learning == "ema":
@@ -475,8 +544,7 @@ class DepthwiseQuantizer(nn.Module):
     @torch.no_grad()
     def decode(self, indices: Tensor) -> Tensor:
         """Codes for an index tensor from ``forward``: reproduces ``quantized`` (fp32)."""
-        if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
+        indices = check_indices(indices)
         layout = layout_for_indices(
             tuple(indices.shape),
             axis=self.axis,
@@ -489,7 +557,7 @@ class DepthwiseQuantizer(nn.Module):
             raise ValueError(
                 f"indices must lie in [0, {self.codebook_size}), got values in [{int(idx.min())}, {int(idx.max())}]"
             )
-        return layout.from_codebooks(gather_codes(self.embed, idx))
+        return layout.from_codebooks(gather_codes(self._search_table(), idx))
 
     def dead_codes(self, threshold: float | None = None) -> Tensor:
         """(M,) codes per codebook whose smoothed EMA count is below ``threshold``.
