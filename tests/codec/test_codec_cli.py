@@ -51,9 +51,6 @@ def test_compress_and_decompress_files_round_trip(run_dir, tmp_path, capsys):
 
 
 def test_bad_inputs_give_one_line_errors(run_dir, tmp_path, capsys):
-    write_png(tmp_path / "odd.png", images(1, 24)[0])
-    assert main(["compress", str(run_dir), str(tmp_path / "odd.png")]) == 2
-    assert "multiples of 16" in capsys.readouterr().err
     (tmp_path / "junk.dqz").write_bytes(b"hello, not a file of ours")
     assert main(["decompress", str(run_dir), str(tmp_path / "junk.dqz")]) == 2
     err = capsys.readouterr().err
