@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from depthq.cli import main
-from depthq.codec.cli import read_image
+from depthq.codec.images import read_image
 from depthq.config import DataConfig, RunConfig
 from depthq.io import Export, save_model
 from depthq.prior import save_prior, state_digest
