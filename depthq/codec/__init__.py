@@ -10,8 +10,8 @@
   (``depthq eval --codec``).
 """
 
-from depthq.codec.coder import Codec, tiles
-from depthq.codec.format import EXTENSION, HEADER_BYTES, CodecError
+from depthq.codec.coder import Codec
+from depthq.codec.format import DEFAULT_MAX_PIXELS, EXTENSION, HEADER_BYTES, CodecError, Limits
 from depthq.codec.measure import (
     CodecMeasurement,
     IdealBits,
@@ -23,8 +23,10 @@ from depthq.codec.measure import (
     pillow_lossy_at_rate,
 )
 from depthq.codec.section import CodecSection, measure_section
+from depthq.codec.tiling import pad, tiles
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "EXTENSION",
     "HEADER_BYTES",
     "Codec",
@@ -32,10 +34,12 @@ __all__ = [
     "CodecMeasurement",
     "CodecSection",
     "IdealBits",
+    "Limits",
     "LossyPoint",
     "ideal_bits",
     "measure",
     "measure_section",
+    "pad",
     "pillow_bits_per_dim",
     "pillow_lossy",
     "pillow_lossy_at_rate",

@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from depthq.codec.coder import CODER_THREADS, Codec, prior_tile, tiles
+from depthq.codec.coder import CODER_THREADS, Codec, prior_tile
 from depthq.codec.format import HEADER_BYTES
+from depthq.codec.tiling import pad, real_mask, tiles
 from depthq.errors import SchemaError
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.evaluate.evaluator import psnr
@@ -115,15 +116,21 @@ def ideal_bits(
     model, prior: PriorModel, images: Tensor, *, empirical: EmpiricalPrior | None = None, batch_size: int = 64
 ) -> IdealBits:
     """The ideal code lengths of ``images`` (uint8 (N, C, H, W)), summed over each image's tiles
-    of the prior's image size, in fp32 on the models' device (teacher-forced prior)."""
+    of the prior's image size, in fp32 on the models' device (teacher-forced prior). Sides that
+    are not multiples of the tile are padded as the codec pads them: the padding's codes count,
+    its pixels do not (the codec does not code them)."""
     device = next(model.parameters()).device
-    parts = tiles(images, prior_tile(model, prior))
+    tile = prior_tile(model, prior)
+    parts = tiles(pad(images, tile), tile)
+    inside = real_mask(images.shape[2], images.shape[3], tile).repeat(len(images), 1, 1)  # (n, t, t)
     distortion, rate, other = [], [], []
     for start in range(0, len(parts), batch_size):
         x = parts[start : start + batch_size].to(device)
         codes = model.encode(x)
         with torch.autocast(device.type, enabled=False):
-            distortion.append((model.head.nll(model.decode(codes), x).double() / LN2).cpu())
+            log_p = model.head.log_prob(model.decode(codes), x)  # (B, t, t) per pixel
+            mask = inside[start : start + batch_size].to(device)
+            distortion.append((-(log_p * mask).sum((1, 2)).double() / LN2).cpu())
         rate.append(prior.rate_bits(codes).cpu())
         if empirical is not None:
             other.append(empirical.rate_bits([z.cpu() for z in codes]))
@@ -220,7 +227,7 @@ class LossyPoint:
 def mosaic(images: Tensor) -> Tensor:
     """Images (N, C, H, W) tiled row-major into one near-square image (C, rows*H, cols*W); empty
     cells are black. Tiling amortises a lossy format's headers, as our per-image files carry
-    only their 27-byte header."""
+    only their header (``HEADER_BYTES``)."""
     n, c, h, w = images.shape
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)

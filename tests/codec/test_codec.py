@@ -154,8 +154,10 @@ def test_the_errors_say_what_is_wrong(rgb):
         codec.decompress([b"\x89PNG\r\n\x1a\n" + data[8:]])
     with pytest.raises(CodecError, match="no .* header"):
         codec.decompress([b""])
-    with pytest.raises(CodecError, match="format version 2: this depthq reads version 1"):
-        codec.decompress([data[:4] + b"\x02" + data[5:]])
+    with pytest.raises(CodecError, match="format version 3: this depthq reads version 2 files$"):
+        codec.decompress([data[:4] + b"\x03" + data[5:]])
+    with pytest.raises(CodecError, match="format version 1: .*written by depthq before format 2"):
+        codec.decompress([data[:4] + b"\x01" + data[5:]])
     with pytest.raises(CodecError, match="checksum does not match"):
         codec.decompress([data[:-1] + bytes([data[-1] ^ 0x80])])
     other = Codec(*make_models(seed=13))
@@ -188,8 +190,6 @@ def test_a_decoder_whose_arithmetic_differs_is_refused_not_wrong(rgb, monkeypatc
 
 def test_bad_inputs_are_refused_with_a_clear_message(rgb):
     _, _, codec = rgb
-    with pytest.raises(ValueError, match="multiples of 16"):
-        codec.compress(images(1, 24))
     with pytest.raises(ValueError, match=r"expected uint8 pixels \(3, H, W\)"):
         codec.compress(images(1, channels=1))
     mse, prior = make_models(seed=15, head="mse")
@@ -199,19 +199,34 @@ def test_bad_inputs_are_refused_with_a_clear_message(rgb):
     small = PriorModel(CodeLayout.of(model.config, 32), PriorConfig(dim=16, layers=1, heads=2))
     codec32 = Codec(model, small)
     assert codec32.tile == 32
-    with pytest.raises(ValueError, match="multiples of 32"):
-        codec32.compress(images(1))
+    x = images(1)[0]  # 16x16: one tile of 32, padded
+    assert torch.equal(codec32.decompress(codec32.compress(x))[0], x)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        codec.compress([torch.zeros(3, 0, 5, dtype=torch.uint8)])
+    with pytest.raises(ValueError, match="over the limit of 100 pixels: allow it with --max-pixels 256"):
+        Codec(model, small, max_pixels=100).compress(x)
+    with pytest.raises(ValueError, match="max_pixels must be an integer >= 1"):
+        Codec(model, small, max_pixels=0)
 
 
 def test_format_fields_are_where_the_documentation_says(rgb):
     _, _, codec = rgb
-    x = images(1, 32, seed=16)[0][:, :, :16]  # 32 high, 16 wide: two tiles
+    x = images(1, 32, seed=16)[0][:, :, :13]  # 32 high, 13 wide: two tiles
     (data,) = codec.compress([x])
-    magic, version, mode, c, h, w = struct.unpack_from("<4sBBBHH", data)
-    assert (magic, version, mode, c, h, w) == (MAGIC, 1, 0, 3, 32, 16)
-    assert data[11:15] == codec.autoencoder_id and data[15:19] == codec.prior_id
-    assert struct.unpack_from("<I", data, 19)[0] == zlib.crc32(x.numpy().tobytes())
-    assert struct.unpack_from("<I", data, 23)[0] == zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[:23]))
+    assert HEADER_BYTES == 33
+    magic, version, mode, c, t, h, w = struct.unpack_from("<4sBBBHII", data)
+    assert (magic, version, mode, c, t, h, w) == (MAGIC, 2, 0, 3, TILE, 32, 13)
+    assert data[17:21] == codec.autoencoder_id and data[21:25] == codec.prior_id
+    assert struct.unpack_from("<I", data, 25)[0] == zlib.crc32(x.numpy().tobytes())
+    assert struct.unpack_from("<I", data, 29)[0] == zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[:29]))
+    # one LEB128 length (two tiles), then the two streams
+    first, pos, shift = 0, HEADER_BYTES, 0
+    while True:
+        first |= (data[pos] & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not data[pos - 1] & 0x80:
+            break
+    assert 1 <= first < len(data) - pos
 
 
 # -- measurement ------------------------------------------------------------------------------

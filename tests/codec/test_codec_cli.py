@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from depthq.cli import main
-from depthq.cli.codec import read_image
+from depthq.codec.images import read_image
 from depthq.config import DataConfig, RunConfig
 from depthq.io import Export, save_model
 from depthq.io import state_digest
@@ -52,9 +52,6 @@ def test_compress_and_decompress_files_round_trip(run_dir, tmp_path, capsys):
 
 
 def test_bad_inputs_give_one_line_errors(run_dir, tmp_path, capsys):
-    write_png(tmp_path / "odd.png", images(1, 24)[0])
-    assert main(["compress", str(run_dir), str(tmp_path / "odd.png")]) == 2
-    assert "multiples of 16" in capsys.readouterr().err
     (tmp_path / "junk.dqz").write_bytes(b"hello, not a file of ours")
     assert main(["decompress", str(run_dir), str(tmp_path / "junk.dqz")]) == 2
     err = capsys.readouterr().err
