@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)" \
 		|| $(BIN)/python -m pip install "torch>=2.4"
 	$(BIN)/python -m pip install -e ".[test]"
+	@# triton, where its wheel installs (Linux x86-64): the tests run the fused search kernel in
+	@# Triton's CPU interpreter; elsewhere (or if the wheel fails) those tests skip and say why
+	@if $(BIN)/python -c "import platform, sys; sys.exit(platform.system() != 'Linux' or platform.machine() != 'x86_64')"; then \
+		$(BIN)/python -m pip install -e ".[triton]" || echo "make: the triton wheel did not install; tests/quantize/test_triton_search.py will skip"; \
+	else echo "make: no triton wheel for this platform; tests/quantize/test_triton_search.py will skip"; fi
 	touch $@
 
 install: $(VENV)/.installed

@@ -91,6 +91,10 @@ def _nearest_kernel(
         # codes past K score +inf and can never win
         norms = tl.load(norms_ptr + m * K + codes, mask=code_ok, other=float("inf"))
         scores = norms[None, :] - 2.0 * dot
+        # a non-finite vector's NaN scores count as +inf: its score stays non-finite (the caller
+        # masks its index), and the min is defined on every row (Triton's interpreter raises on
+        # an all-NaN row)
+        scores = tl.where(scores != scores, float("inf"), scores)
         tile_best, tile_idx = tl.min(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
         better = tile_best < best  # strict: an equal score in a later tile loses
         best = tl.where(better, tile_best, best)
