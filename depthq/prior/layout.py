@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from depthq.evaluate.bits import LevelShape
+
 
 @dataclass(frozen=True)
 class CodeLayout:
@@ -62,6 +64,12 @@ class CodeLayout:
     def positions(self, level: int) -> int:
         h, w = self.grids[level]
         return h * w
+
+    @property
+    def level_shapes(self) -> tuple[LevelShape, ...]:
+        """Each level's code shape (positions, M, K), bottom first: the type the rates take
+        (``depthq.evaluate.bits.uniform_rate_bits``)."""
+        return tuple(LevelShape(self.positions(lv), self.codebooks, k) for lv, k in enumerate(self.codebook_sizes))
 
     @property
     def total_positions(self) -> int:

@@ -1,24 +1,17 @@
 """The reference rates a learned prior is compared with, on code sequences (N, T, M).
 
-- uniform: log2 K bits per code, sum over the layout;
+- uniform: log2 K bits per code, ``depthq.evaluate.bits.uniform_rate_bits(layout.level_shapes)``;
 - empirical: per-level, per-codebook code frequencies of a training set, add-one smoothed
   (``depthq.evaluate.bits.EmpiricalPrior``, the prior of the ``empirical`` figures).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from depthq.evaluate.bits import EmpiricalPrior
 from depthq.prior.layout import CodeLayout
-
-
-def uniform_rate_bits(layout: CodeLayout) -> float:
-    """-log2 p(z) per image under the uniform prior: sum over levels of positions * M * log2 K."""
-    return sum(layout.positions(lv) * layout.codebooks * math.log2(k) for lv, k in enumerate(layout.codebook_sizes))
 
 
 def code_counts(sequences: Tensor, layout: CodeLayout) -> list[Tensor]:

@@ -34,14 +34,14 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 from depthq.atomic import write_json
 from depthq.data.schedule import BatchKey, Stage, StagedBatchSampler
 from depthq.errors import CorruptFileError, MissingFileError, RunDirError, UsageError
-from depthq.evaluate.bits import EmpiricalPrior
+from depthq.evaluate.bits import EmpiricalPrior, uniform_rate_bits
 from depthq.models import HierarchicalAutoencoder
 from depthq.prior.config import PriorRunConfig, dump_prior_config
 from depthq.prior.data import RunData, cached_codes
 from depthq.prior.io import save_prior
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import LN2, PriorModel
-from depthq.prior.rates import code_counts, uniform_rate_bits
+from depthq.prior.rates import code_counts
 from depthq.runtime import (
     AppendingCSVLogger,
     RNGState,
@@ -392,7 +392,7 @@ def train_prior(
         **data_meta,
         "validation": module.last_validation,
         "empirical_bits_per_image": empirical,
-        "uniform_bits_per_image": uniform_rate_bits(layout),
+        "uniform_bits_per_image": uniform_rate_bits(layout.level_shapes),
         "empirical_prior": f"code frequencies of the {len(train_codes):,} training images, add-one smoothed",
     }
     if trainer.is_global_zero:

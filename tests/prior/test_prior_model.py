@@ -9,7 +9,8 @@ import torch
 
 from depthq.models import preset
 from depthq.prior import CodeLayout, PriorConfig, PriorModel, load_prior_config
-from depthq.prior.rates import code_counts, empirical_rate_bits, uniform_rate_bits
+from depthq.evaluate.bits import uniform_rate_bits
+from depthq.prior.rates import code_counts, empirical_rate_bits
 
 SMALL = dict(dim=32, layers=2, heads=2)
 
@@ -63,8 +64,8 @@ def test_an_untrained_prior_is_uniform(order):
     lay = layout()
     prior = PriorModel(lay, PriorConfig(order=order, **SMALL))
     bits = prior.rate_bits(random_codes(lay, 2))
-    assert torch.allclose(bits, torch.full((2,), uniform_rate_bits(lay), dtype=torch.float64), atol=1e-3)
-    assert uniform_rate_bits(lay) == 64 * 2 * 4 + 16 * 2 * 3  # positions x M x log2 K
+    assert torch.allclose(bits, torch.full((2,), uniform_rate_bits(lay.level_shapes), dtype=torch.float64), atol=1e-3)
+    assert uniform_rate_bits(lay.level_shapes) == 64 * 2 * 4 + 16 * 2 * 3  # positions x M x log2 K
 
 
 @pytest.mark.parametrize("order", ["joint", "sequential"])
