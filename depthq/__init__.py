@@ -7,6 +7,7 @@ The public names are imported on first use (for start-up time: light modules suc
 ``depthq.atomic`` and the CLI's argument parsing do not pay for torch).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from depthq.version import __version__
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'depthq' has no attribute {name!r}")
 

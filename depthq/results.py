@@ -395,7 +395,7 @@ def cpu_model() -> str:
 
 def machine(device: str | None = None, software: dict[str, str] | None = None) -> Machine:
     """This machine; with ``device="cuda"`` (or ``"cuda:1"``) also the GPU's name and CUDA version."""
-    try:
+    try:  # results files are read and written without torch (tools/gendocs.py); torch only describes it
         import torch
     except ImportError:
         torch = None

@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
+    # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
     from depthq.codec.format import DEFAULT_MAX_PIXELS, PEAK_BYTES_PER_PIXEL
 
     p.add_argument("--weights", default="model.safetensors", help="the run's weights file")
@@ -84,6 +85,7 @@ def _target(source: Path, out: str | None, suffix: str, force: bool) -> Path:
 
 
 def run_compress(args: argparse.Namespace) -> int:
+    # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
     from depthq.atomic import atomic_write
     from depthq.codec.format import EXTENSION
     from depthq.codec.images import read_image
@@ -108,6 +110,7 @@ def run_compress(args: argparse.Namespace) -> int:
 
 
 def run_decompress(args: argparse.Namespace) -> int:
+    # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
     from depthq.codec.format import CodecError
     from depthq.images import save_png
 
@@ -127,6 +130,7 @@ def run_decompress(args: argparse.Namespace) -> int:
 
 
 def _compress_split(args: argparse.Namespace) -> int:
+    # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
     from depthq.runs import SavedRun, compress_split
     from depthq.tables import markdown_table
 

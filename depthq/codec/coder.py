@@ -40,6 +40,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from depthq.codec.format import (
     DEFAULT_MAX_PIXELS,
@@ -112,7 +113,7 @@ def coder_threads() -> Iterator[None]:
 
 def _constriction():
     try:
-        import constriction
+        import constriction  # the codec extra: imported when a Codec is made, so depthq imports without it
     except ImportError:  # pragma: no cover - the extra is in the test dependencies
         raise ImportError("the codec needs constriction: pip install 'depthq[codec]' (or constriction)") from None
     return constriction
@@ -207,7 +208,6 @@ class Codec:
         return out
 
     def _bar(self, tiles: int, what: str):
-        from tqdm.auto import tqdm
 
         show = self.progress
         disable = (not show) if show is not None else (True if tiles < PROGRESS_TILES else None)

@@ -67,7 +67,7 @@ def _check_count(dataset: str, split: str, n: int) -> None:
 # --- CIFAR-10 -------------------------------------------------------------------------------
 def _reconstruct() -> Any:
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import _reconstruct  # its home moved in numpy 2: try both
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     return _reconstruct

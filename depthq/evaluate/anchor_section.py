@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from depthq.atomic import write_json
+from depthq.data.cache import cache_root
 from depthq.errors import SchemaError
 from depthq.evaluate.anchors import (
     JPEG_QUALITIES,
@@ -183,7 +184,6 @@ class AnchorSection:
 
 def anchor_cache() -> Path:
     """Where measured anchors are kept: ``$DEPTHQ_CACHE/anchors``."""
-    from depthq.data.cache import cache_root
 
     return cache_root() / "anchors"
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from depthq.atomic import atomic_write
 from depthq.evaluate.compressai_schema import MS_SSIM_DB_RGB, PSNR_RGB, CodecResults
 from depthq.evaluate.result import metric_name
-from depthq.images import make_grid
+from depthq.images import make_grid, save_reconstructions
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
@@ -124,7 +124,6 @@ def hierarchy(originals: Tensor, full: Tensor, per_level: Sequence[Tensor], path
 
 def reconstructions(originals: Tensor, recons: Tensor, path: str | os.PathLike) -> Path:
     """Originals above reconstructions (a plain PNG grid)."""
-    from depthq.images import save_reconstructions
 
     return save_reconstructions(originals, recons, path, scale=3)
 

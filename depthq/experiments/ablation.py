@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from depthq.atomic import write_json, write_text
+from depthq.evaluate.figures import plt, save_figure
 from depthq.experiments.common import (
     Cell,
     CellResult,
@@ -143,7 +144,6 @@ def cell_digits(vmin: float, vmax: float) -> int:
 
 def heatmap(rows: list[AblationRow], preset: dict, path: Path, key: str = "distortion_bpd") -> Path:
     """One K x D heat map of ``key`` per (quantizer, M)."""
-    from depthq.evaluate.figures import plt, save_figure
 
     panels = [(q, m) for q in preset["quantizers"] for m in preset["num_codebooks"]]
     ks, ds = preset["codebook_sizes"], preset["code_dims"]

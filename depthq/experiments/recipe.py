@@ -35,6 +35,8 @@ from pathlib import Path
 from depthq.atomic import write_json, write_text
 from depthq.config import RunConfig, config_from_dict
 from depthq.errors import UsageError
+from depthq.evaluate import figures
+from depthq.evaluate.anchor_section import cached_anchors
 from depthq.experiments.common import (
     Aggregate,
     Cell,
@@ -205,7 +207,6 @@ class RecipeOutcome:
 
 def _anchors(results: list[CellResult]):
     """The test images' codec anchors (cached; see ``depthq.evaluate.anchor_section``)."""
-    from depthq.evaluate.anchor_section import cached_anchors
 
     images = results[0].cell.config.datamodule().dataset("test").images
     return cached_anchors(images)[0]
@@ -218,7 +219,6 @@ def _not_extrapolated(value) -> float:
 
 def _figure(results: list[CellResult], anchors, out: Path) -> Path:
     """PSNR against code rate for every cell, over JPEG's and WebP's curves on the same images."""
-    from depthq.evaluate import figures
 
     curves = [
         (c.codec, [(p.bits_per_pixel, p.psnr) for p in c.frontier()])

@@ -41,6 +41,7 @@ trained by faiss's own k-means (seed ``cp.seed``, the same number of iterations,
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import statistics
@@ -55,8 +56,10 @@ from tqdm.auto import tqdm
 
 from depthq.atomic import write_json
 from depthq.errors import DataError
+from depthq.evaluate.figures import plt, save_figure
 from depthq.evaluate.information import entropy
 from depthq.experiments import vgg_features
+from depthq.experiments.vgg import load_vgg16
 from depthq.presets import experiment_preset
 from depthq.quantize import DepthwiseQuantizer
 from depthq.tables import markdown_table
@@ -196,7 +199,7 @@ def _position_vectors(x: Tensor) -> np.ndarray:
 def fit_faiss(train: np.ndarray, k: int, seed: int, preset: Preset):
     """faiss ProductQuantizer(518, 7, log2 K) trained on the train position vectors."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise here
-    import faiss
+    import faiss  # optional (faiss-cpu): only this baseline needs it
 
     nbits = int(math.log2(k))
     if 2**nbits != k:
@@ -237,8 +240,6 @@ def _agg(values: list[float]) -> dict:
 
 
 def faiss_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("faiss") is not None
 
 
@@ -330,13 +331,6 @@ def format_table(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
     """Bar charts of relative L2 error and entropy per K and method, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from depthq.atomic import atomic_write
-
     ks = sorted({r["K"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -365,9 +359,7 @@ def plot(rows: list[dict], path: Path, split: str = "scenes") -> Path:
     fig.suptitle(
         f"Static prior: VGG-16 block5_pool, 7 codebooks, D=74, split '{split}' (mean ± std over {spread})", fontsize=10
     )
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_markdown(path: Path, payload: dict, table: str, figure: str) -> None:
@@ -554,8 +546,6 @@ def run(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     if model is None:
-        from depthq.experiments.vgg import load_vgg16
-
         model = load_vgg16(weights)
     train, test, info = vgg_features.features(model, preset, folder=folder, device=dev)
     info["preset"] = "custom" if preset not in PRESETS.values() else ("quick" if preset == PRESETS["quick"] else "full")

@@ -31,9 +31,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from depthq.errors import DataError, MissingFileError
@@ -128,8 +130,6 @@ class VGG16Features(nn.Module):
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -191,7 +191,7 @@ def onnx_model_path() -> Path | None:
 def onnx_conv_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     """The 13 conv kernels and biases of an ONNX VGG-16, as a torchvision-style state dict."""
     try:
-        import onnx
+        import onnx  # optional (the vgg extra): only to read the ONNX weights
         from onnx import numpy_helper
     except ImportError as err:
         missing = getattr(err, "name", None) or "onnx"
@@ -257,8 +257,6 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
             raise MissingFileError(f"no VGG-16 weights: {ONNX_DISTRIBUTION} is not installed; {WEIGHTS_HINT}")
         model = VGG16Features(preprocess="caffe")
         model.load_state_dict(onnx_conv_weights(path))
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             release = version(ONNX_DISTRIBUTION)
         except PackageNotFoundError:

@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from depthq.data import cache
-from depthq.data.folder import FOLDER_VERSION, to_rgb
+from depthq.data.folder import FOLDER_VERSION, holdout_mask, list_images, to_rgb
 from depthq.data.photos import PHOTOS, PHOTOS_VERSION, load_photo
 from depthq.errors import DataError
 
@@ -113,7 +113,6 @@ def _open_rgb(path: Path) -> Image.Image:
 
 def folder_sources(root: Path) -> tuple[list[Source], list[tuple[str, int, int]]]:
     """The folder's images (and their (path, size, mtime) for the cache key)."""
-    from depthq.data.folder import holdout_mask, list_images
 
     paths = list_images(root)
     relative = [p.relative_to(root).as_posix() for p in paths]

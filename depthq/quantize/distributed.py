@@ -62,6 +62,7 @@ def all_reduce_sum_with_grad(t: Tensor) -> Tensor:
     concatenated batch. ``t`` itself when torch.distributed is not in use."""
     if world_size() == 1:
         return t
+    # only under DDP: importing torch.distributed.nn costs time and is not needed by one process
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(t, op=dist.ReduceOp.SUM)

@@ -195,7 +195,7 @@ def nearest_codes_and_scores(
     if n == 0:
         return (torch.empty(m, 0, dtype=torch.long, device=x.device), torch.empty(m, 0, device=x.device))
     if backend == "triton":
-        from depthq.quantize.triton_search import triton_nearest_codes
+        from depthq.quantize.triton_search import triton_nearest_codes  # optional: triton
 
         idx, scores = triton_nearest_codes(x, codebooks)
     else:
