@@ -106,3 +106,24 @@ def test_errors_is_a_leaf_module():
     code = "import sys, depthq.errors; print(sorted(m for m in sys.modules if m.startswith(('depthq', 'torch'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['depthq', 'depthq.errors', 'depthq.version']"
+
+
+def test_help_of_every_command_imports_no_torch():
+    """`depthq --help` and every subcommand's help build the parsers without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from depthq.cli import build_parser, main\n"
+        "names = sorted(a for a in build_parser()._subparsers._group_actions[0].choices)\n"
+        "for args in [['--help']] + [[n, '--help'] for n in names]:\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(len(names), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    count, torch_loaded = out.strip().splitlines()[-1].split()
+    assert int(count) >= 6 and torch_loaded == "False"
