@@ -184,3 +184,31 @@ def test_two_process_cpu_ddp_trains_one_prior(run_dir, tmp_path):
     prior, _ = load_prior(out)
     for k, v in prior.state_dict().items():
         assert torch.equal(v, ranks[0][k]), k
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flip", "pickle", "no checksum, truncated"])
+def test_resume_refuses_a_damaged_checkpoint_with_one_line(run_dir, tmp_path, capsys, damage):
+    """`depthq prior train --resume` on a damaged checkpoint: exit status 2 and one line, as for
+    the autoencoder's checkpoints (the shared runtime verifies both)."""
+    import pickle
+
+    from depthq.runtime.checkpoints import sidecar
+
+    out = tmp_path / "prior"
+    train_prior(run_dir, load_prior_config(None, [*TINY_PRIOR, "train.steps=2"]), out=out)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    data = bytearray(ckpt.read_bytes())
+    if damage == "truncated":
+        ckpt.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "bit flip":
+        data[len(data) // 2] ^= 0x01
+        ckpt.write_bytes(bytes(data))
+    elif damage == "pickle":  # an object weights_only refuses to build
+        ckpt.write_bytes(pickle.dumps({"global_step": 2, "payload": StopAt}))
+    else:  # an older depthq wrote no checksum file: the file itself must still fail cleanly
+        sidecar(ckpt).unlink()
+        ckpt.write_bytes(bytes(data[:100]))
+    capsys.readouterr()
+    code = main(["prior", "train", str(run_dir), "--out", str(out), "--resume", "--steps", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("depthq: error:") and "last.ckpt" in err[0], err
