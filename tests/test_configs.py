@@ -169,3 +169,31 @@ def test_the_shipped_photos_config_trains_with_its_recipe(tmp_path):
     want = [recipe["train"]["lr"] * lr_factor(s, warmup_steps=0, total_steps=steps, schedule="cosine",
                                                 min_ratio=recipe["train"]["min_lr_ratio"]) for s in range(steps)]
     assert logged == pytest.approx(want)
+
+
+def test_the_shipped_photos_config_trains_with_the_recipe(tmp_path):
+    """configs/photos.yaml, trained a few steps: the run records the recommended recipe, its
+    codebooks were initialised by k-means on the first batch and the lr follows the cosine."""
+    import csv
+
+    import depthq
+    from depthq.cli import main
+    from depthq.presets import RECIPES, RECOMMENDED
+    from depthq.runtime.schedule import lr_factor
+
+    run = tmp_path / "run"
+    steps = ["train.steps=4", "train.warmup_steps=1", "train.val_every=4", "train.log_every=1",
+             "data.batch_size=4", "data.max_val_images=4", "train.progress=false"]
+    args = ["train", "-c", str(CONFIGS[0].parent / "photos.yaml"), "--run-dir", str(run)]
+    assert main(args + [a for s in steps for a in ("--set", s)]) == 0
+    saved = load_config(run / "config.yaml")
+    assert saved.recipe == RECOMMENDED and saved.model.kmeans_init and saved.train.lr_schedule == "cosine"
+    model = depthq.load(run)
+    quantizers = [m for m in model.modules() if isinstance(m, depthq.DepthwiseQuantizer)]
+    assert quantizers and all(bool(q.initialized) for q in quantizers)
+    lrs = [float(r["train/lr"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/lr")]
+    recipe = RECIPES[RECOMMENDED].values["train"]
+    assert recipe["lr_schedule"] == "cosine" and len(lrs) == 4
+    expected = [recipe["lr"] * lr_factor(s, warmup_steps=1, total_steps=4, schedule="cosine",
+                                         min_ratio=recipe["min_lr_ratio"]) for s in range(4)]
+    assert lrs == pytest.approx(expected, rel=1e-6)  # the recipe's peak and cosine, not the file's
