@@ -1,8 +1,20 @@
-"""Fixtures for every test: an isolated cache and no user data root."""
+"""Fixtures for every test: an isolated cache and no user data root; Triton's interpreter.
+
+Triton, when installed, reads TRITON_INTERPRET once, when first imported, and more than the
+Triton tests import it (vector-quantize-pytorch and torch.compile do). So without a GPU the
+choice is made here, before any test module is collected: the Triton kernel's tests run in the
+interpreter (tests/quantize/test_triton_search.py).
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")
