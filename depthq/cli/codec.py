@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from depthq.errors import MissingFileError, RunDirError, UsageError
+from depthq.limits import DEFAULT_MAX_PIXELS, PEAK_BYTES_PER_PIXEL
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
-    from depthq.codec.format import DEFAULT_MAX_PIXELS, PEAK_BYTES_PER_PIXEL
 
     p.add_argument("--weights", default="model.safetensors", help="the run's weights file")
     p.add_argument("--prior", help="the prior's folder (default: RUN_DIR/prior)")

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depthq.errors import CorruptFileError
+from depthq.limits import DEFAULT_MAX_PIXELS, PEAK_BYTES_PER_PIXEL
 
 MAGIC = b"\x89DQZ"
 VERSION = 2
@@ -53,14 +54,6 @@ _CRC = struct.Struct("<I")
 HEADER_BYTES = _HEAD.size + _CRC.size  # 33
 MIN_STREAM_BYTES = 1  # every tile's stream: so a file's tile count is bounded by its size
 MAX_SIDE = 2**32 - 1
-#: The default largest image (H*W) a codec compresses or decodes: 4096 x 4096. In the spirit of
-#: Pillow's ``MAX_IMAGE_PIXELS`` (a decompression-bomb guard), sized by what decoding costs here:
-#: about 10 s per megapixel on 2 CPU cores with the demo model, so about 3 minutes and
-#: ``PEAK_BYTES_PER_PIXEL`` bytes per pixel at this limit.
-DEFAULT_MAX_PIXELS = 4096 * 4096
-#: memory a decode holds per pixel of the image beyond its fixed working buffers: the decoded
-#: image (C bytes) and the file (about a byte)
-PEAK_BYTES_PER_PIXEL = 4
 
 
 class CodecError(CorruptFileError):
