@@ -90,7 +90,7 @@ def read_image(path: Path, channels: int):
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    from depthq.atomic import atomic_write
+    from depthq.atomic import write_bytes
     from depthq.codec.format import EXTENSION
 
     if bool(args.images) == bool(args.split):
@@ -103,7 +103,7 @@ def run_compress(args: argparse.Namespace) -> int:
         target = _target(source, args.out, EXTENSION, args.force)
         image = read_image(source, codec.channels)
         (data,) = codec.compress([image], lossy=args.lossy)
-        atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        write_bytes(target, data)
         dims = image.numel()
         print(
             f"{source} -> {target}: {len(data):,} bytes, {8 * len(data) / dims:.3f} bits/dim "

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from depthq.atomic import atomic_write, write_json
+from depthq.atomic import write_bytes, write_json
 from depthq.codec.coder import Codec
 from depthq.codec.format import EXTENSION
 from depthq.codec.section import CodecSection, measure_section
@@ -73,7 +73,7 @@ def compress_split(
     )
     for folder, files in (("lossless", lossless), ("lossy", lossy)):
         for i, blob in enumerate(files):
-            atomic_write(out / folder / f"{split}_{i:05d}{EXTENSION}", lambda tmp, b=blob: Path(tmp).write_bytes(b))
+            write_bytes(out / folder / f"{split}_{i:05d}{EXTENSION}", blob)
     figures = section.to_dict()
     write_json(
         out / "summary.json",
