@@ -95,7 +95,7 @@ def evaluate_run(
     result = evaluate(model, images, options, priors=[*fitted, *priors, *learned], source=source, progress=progress)
     if options.anchors:
         result = result.with_sections(anchors=anchor_section(images.images, result))
-    if options.codec_images:
+    if options.codec_images and choice.prior is not None:  # (None was refused above, before the work)
         first = images.batch(torch.arange(min(options.codec_images, len(images))))
         result = result.with_sections(codec=codec_section(model, choice.prior, first, autoencoder_digest=run.digest))
     return RunEvaluation(result, model, images, choice.note)

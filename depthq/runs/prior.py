@@ -45,7 +45,13 @@ def train_prior(
         run = SavedRun.open(run, weights=weights, device=prior_device(config))
     folder = Path(out) if out is not None else run.prior_dir
     return train_codes_prior(
-        run.model, config, digest=run.digest, data=run.run_data, out=folder, source=run.weights_path, resume=resume,
+        run.model,
+        config,
+        digest=run.digest,
+        data=run.run_data,
+        out=folder,
+        source=run.weights_path,
+        resume=resume,
         callbacks=callbacks,
     )
 

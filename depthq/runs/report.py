@@ -29,12 +29,13 @@ from depthq.runs.saved import SavedRun
 
 @dataclass
 class EvalReport:
-    """What ``write_eval`` wrote: the result, the folder and the figures' file names."""
+    """What ``write_eval`` wrote: the result, the folder and the figures' file names, and the
+    evaluation they came from (the model and images, for more pictures)."""
 
     result: EvalResult
     out: Path
     figures: dict[str, str]
-    evaluation: RunEvaluation | None = None
+    evaluation: RunEvaluation
 
 
 def default_eval_dir(run_dir: str | os.PathLike, options: EvalOptions) -> Path:
