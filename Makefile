@@ -3,6 +3,7 @@
 #   make scenes  install the Debian wallpaper packages of the scenes data set, where apt is usable
 #   make test    run the test suite
 #   make bench   run the benchmarks against vector-quantize-pytorch and the naive loop
+#   make lint    ruff (format check and lint rules) and mypy over depthq/ (configured in pyproject.toml)
 #   make docs    build the documentation site into site/ (mkdocs build --strict)
 #   make reference-docs  regenerate docs/reference/cli.md and config.md from the code
 #   make results-docs    regenerate the results pages and the README's tables from docs/results/*.json
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 # torch >= 2.4 works (override with `make TORCH='torch==2.5.1' ...`).
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo bench clean scenes docs docs-install reference-docs results-docs docs-check
+.PHONY: install test lint lint-install demo bench clean scenes docs docs-install reference-docs results-docs docs-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,19 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Lint: ruff and mypy (the `lint` extra); mypy reads its settings (files, strictness, the
+# third-party packages without type hints) from pyproject.toml.
+$(VENV)/.lint-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[lint]"
+	touch $@
+
+lint-install: $(VENV)/.lint-installed
+
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff format --check depthq tools
+	$(BIN)/ruff check depthq tools benchmarks
+	$(BIN)/mypy
 
 # The scenes data set's photographs come from Debian packages. Install them where apt-get runs as
 # root or with passwordless sudo; never fail: print what to run instead (the demo then uses the

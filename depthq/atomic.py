@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and rename the result onto ``path`` (same folder, atomic)."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp_path)`` (what it returns is ignored) and rename the file onto ``path`` (same folder, atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -54,3 +54,8 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically write a text file."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write a binary file."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

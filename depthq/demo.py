@@ -25,10 +25,12 @@ from pathlib import Path
 import torch
 
 from depthq.atomic import write_json, write_text
+from depthq.codec import CodecSection
 from depthq.config import RunConfig
 from depthq.data.scenes import choose_photo_set
 from depthq.errors import UsageError
 from depthq.evaluate import figures
+from depthq.evaluate.anchor_section import AnchorSection
 from depthq.evaluate.report import format_table, mi_panels
 from depthq.evaluate.result import EvalOptions, EvalResult
 from depthq.experiments.common import Aggregate, aggregate
@@ -83,8 +85,24 @@ def code_rate_bpp(run: DemoRun) -> float:
     return run.result.code_rate_bpp(run.config.model.image_channels)
 
 
+def _anchor_section(result: EvalResult) -> AnchorSection | None:
+    """The result's anchors section (``depthq eval --anchors``), or None."""
+    section = result.anchors
+    if section is not None and not isinstance(section, AnchorSection):
+        raise TypeError(f"expected the anchors section to be an AnchorSection, got {type(section).__name__}")
+    return section
+
+
+def _codec_section(result: EvalResult) -> CodecSection | None:
+    """The result's codec section (``depthq eval --codec``), or None."""
+    section = result.codec
+    if section is not None and not isinstance(section, CodecSection):
+        raise TypeError(f"expected the codec section to be a CodecSection, got {type(section).__name__}")
+    return section
+
+
 def _anchor_psnr(run: DemoRun, codec: str) -> float:
-    anchors = run.result.anchors
+    anchors = _anchor_section(run.result)
     if anchors is None:
         return math.nan
     bpp = code_rate_bpp(run)
@@ -93,7 +111,7 @@ def _anchor_psnr(run: DemoRun, codec: str) -> float:
 
 
 def _lossless(run: DemoRun, codec: str) -> float:
-    anchors = run.result.anchors
+    anchors = _anchor_section(run.result)
     return math.nan if anchors is None else anchors.anchors.lossless_anchor(codec).bits_per_dim
 
 
@@ -247,7 +265,7 @@ def _write(
                 *("n/a" if v is None else f"{v:.3f}" for v in learned),
             ],
         )
-    files = [first[label].result.codec for label in runs]
+    files = [_codec_section(first[label].result) for label in runs]
     if any(c is not None for c in files):
         images = next(c for c in files if c is not None).measurement.images
         after += any(v is not None for v in learned)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,15 @@ def _recipe(
     )
 
 
-_COSINE = {"lr": 2e-3, "lr_schedule": "cosine", "min_lr_ratio": 0.05}
+class _Schedule(TypedDict):
+    """The learning-rate keywords of ``_recipe``, to pass as ``**schedule``."""
+
+    lr: float
+    lr_schedule: str
+    min_lr_ratio: float
+
+
+_COSINE = _Schedule(lr=2e-3, lr_schedule="cosine", min_lr_ratio=0.05)
 
 RECIPES: dict[str, Named] = {
     "paper": _recipe(

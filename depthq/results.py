@@ -395,21 +395,23 @@ def cpu_model() -> str:
 
 def machine(device: str | None = None, software: dict[str, str] | None = None) -> Machine:
     """This machine; with ``device="cuda"`` (or ``"cuda:1"``) also the GPU's name and CUDA version."""
+    extra = dict(software or {})
+    gpu = torch_version = threads = None
     try:  # results files are read and written without torch (tools/gendocs.py); torch only describes it
         import torch
     except ImportError:
-        torch = None
-    extra = dict(software or {})
-    gpu = None
-    if torch is not None and device is not None and str(device).startswith("cuda"):
-        gpu = torch.cuda.get_device_name(torch.device(device))
-        extra.setdefault("CUDA", str(torch.version.cuda))
+        pass
+    else:
+        torch_version, threads = torch.__version__, torch.get_num_threads()
+        if device is not None and str(device).startswith("cuda"):
+            gpu = torch.cuda.get_device_name(torch.device(device))
+            extra.setdefault("CUDA", str(torch.version.cuda))
     return Machine(
         cpu=cpu_model(),
         cores=os.cpu_count(),
-        torch=None if torch is None else torch.__version__,
+        torch=torch_version,
         python=platform.python_version(),
-        threads=None if torch is None else torch.get_num_threads(),
+        threads=threads,
         gpu=gpu,
         software=extra,
     )

@@ -3,7 +3,7 @@
 An AST scan of every import of every module of depthq (module level and inside functions, and
 modules named by string where the file imports through importlib), held against the layers:
 
-    0  leaves: errors, atomic, tables, terminal, presets, version
+    0  leaves: errors, atomic, tables, terminal, presets, version, results (the results files)
     1  quantize, data, images
     2  models
     3  config, evaluate (the metrics: bits, information, results, anchors, figures, reports as text)
@@ -27,7 +27,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
-    0: ("depthq.errors", "depthq.atomic", "depthq.tables", "depthq.terminal", "depthq.presets", "depthq.version"),
+    0: (
+        "depthq.errors",
+        "depthq.atomic",
+        "depthq.tables",
+        "depthq.terminal",
+        "depthq.presets",
+        "depthq.version",
+        "depthq.results",
+        "depthq.limits",
+    ),
     1: ("depthq.quantize", "depthq.data", "depthq.images"),
     2: ("depthq.models",),
     3: ("depthq.config", "depthq.evaluate"),
@@ -156,6 +165,9 @@ def test_no_module_imports_another_modules_underscore_names():
     for module, path in mods.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("depthq"):
-                offences += [f"{module}: from {node.module} import {a.name}" for a in node.names
-                             if a.name.startswith("_") and a.name != "__version__"]
+                offences += [
+                    f"{module}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and a.name != "__version__"
+                ]
     assert not offences, offences

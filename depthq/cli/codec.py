@@ -85,7 +85,7 @@ def _target(source: Path, out: str | None, suffix: str, force: bool) -> Path:
 
 def run_compress(args: argparse.Namespace) -> int:
     # deferred: `depthq --help` stays free of torch (depthq.codec imports it)
-    from depthq.atomic import atomic_write
+    from depthq.atomic import write_bytes
     from depthq.codec.format import EXTENSION
     from depthq.codec.images import read_image
 
@@ -99,7 +99,7 @@ def run_compress(args: argparse.Namespace) -> int:
         target = _target(source, args.out, EXTENSION, args.force)
         image = read_image(source, codec.channels, max_pixels=codec.max_pixels)
         (data,) = codec.compress([image], lossy=args.lossy)
-        atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        write_bytes(target, data)
         dims = image.numel()
         print(
             f"{source} -> {target}: {len(data):,} bytes, {8 * len(data) / dims:.3f} bits/dim "

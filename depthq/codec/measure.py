@@ -247,8 +247,8 @@ def pillow_lossy(images: Tensor, fmt: str, quality: int) -> LossyPoint:
     buffer = io.BytesIO()
     Image.fromarray(array[..., 0] if c == 1 else array).save(buffer, format=fmt, quality=quality)
     size = buffer.tell()
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
-    decoded = torch.from_numpy(decoded.copy()).view(tiled.shape[1], tiled.shape[2], -1)[..., :c].permute(2, 0, 1)
+    pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+    decoded = torch.from_numpy(pixels.copy()).view(tiled.shape[1], tiled.shape[2], -1)[..., :c].permute(2, 0, 1)
     cols = tiled.shape[2] // w
     back = decoded.reshape(c, -1, h, cols, w).permute(1, 3, 0, 2, 4).reshape(-1, c, h, w)[:n]
     mse = float(((back.double() - images.double()) ** 2).mean())

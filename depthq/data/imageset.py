@@ -144,7 +144,7 @@ class ImageSet(Dataset):
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(N, C, H, W)."""
-        return (len(self), *self._storage.shape[1:])  # type: ignore[return-value]
+        return (len(self), *self._storage.shape[1:])
 
     def describe(self) -> str:
         """A few readable lines: name, split, count, shape, dtype, source."""

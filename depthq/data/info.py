@@ -3,6 +3,8 @@ and for the photo sets, a row per photo (origin, size, split, patches, flat shar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from depthq.data import cache
 from depthq.data.imageset import ImageSet
 from depthq.data.patches import PatchSet
@@ -11,7 +13,7 @@ from depthq.data.registry import DATASETS, get_dataset
 from depthq.data.scenes import scene_images, scene_patches
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -146,6 +146,8 @@ class ImageDataModule(L.LightningDataModule):
             blocking. Either way the batches are the same, image for image.
     """
 
+    name: str  # the data set's (LightningDataModule's own is optional)
+
     def __init__(
         self,
         name: str,

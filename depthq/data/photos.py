@@ -25,6 +25,7 @@ The patches are cut once per (patch size, stride) and cached as uint8 ``.npy`` f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -101,7 +102,7 @@ def load_photo(photo: Photo) -> np.ndarray:
 
 def photo_sources() -> list[PatchSource]:
     """The 11 photographs as patch sources, in ``PHOTOS`` order (no downscaling)."""
-    return [PatchSource(p.name, p.test, lambda p=p: load_photo(p)) for p in PHOTOS]
+    return [PatchSource(p.name, p.test, functools.partial(load_photo, p)) for p in PHOTOS]
 
 
 def photo_patches(patch_size: int = 32, stride: int | None = None) -> PatchSet:

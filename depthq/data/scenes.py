@@ -26,6 +26,7 @@ with a warning that says which set runs and how to get the other.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -226,8 +227,8 @@ def scene_patches(patch_size: int = 32, stride: int | None = None, root: str | o
         REDUCE,
         SCENES_VERSION,
     )
-    sources = [PatchSource(p.name, p.test, lambda p=p: load_photo(p)) for p in PHOTOS] + [
-        PatchSource(w.name, w.test, lambda f=f: _load_wallpaper(f), REDUCE) for w, f in zip(WALLPAPERS, files)
+    sources = [PatchSource(p.name, p.test, functools.partial(load_photo, p)) for p in PHOTOS] + [
+        PatchSource(w.name, w.test, functools.partial(_load_wallpaper, f), REDUCE) for w, f in zip(WALLPAPERS, files)
     ]
     return cached_patches("scenes", key, sources, patch_size, stride)
 

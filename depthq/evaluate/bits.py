@@ -132,6 +132,8 @@ class EmpiricalPrior:
             m = torch.arange(lp.shape[0], device=z.device).view(1, -1, 1, 1)
             bits = -lp[m, z].sum(dim=(1, 2, 3))  # (B,)
             total = bits if total is None else total + bits
+        if total is None:
+            raise ValueError("an empirical prior needs at least one level, got none")
         return total
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -72,8 +72,9 @@ def _check_ranges(values: Mapping[str, float | None], what: str) -> None:
     if ms_ssim is not None and not 0.0 <= ms_ssim <= 1.0:
         raise SchemaError(f"{what}: ms-ssim-rgb lies in [0, 1], got {ms_ssim}")
     for key in (ENCODING_TIME, DECODING_TIME):
-        if values.get(key) is not None and values[key] < 0:
-            raise SchemaError(f"{what}: {key} is seconds >= 0, got {values[key]}")
+        seconds = values.get(key)
+        if seconds is not None and seconds < 0:
+            raise SchemaError(f"{what}: {key} is seconds >= 0, got {seconds}")
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class CodecResults:
         name = data.get("name", default_name)
         known = {_FIELDS[k]: v for k, v in results.items() if k in _FIELDS}
         extra = {k: v for k, v in results.items() if k not in _FIELDS}
-        return cls(name, data.get("description", ""), extra=extra, meta=dict(meta) if meta else meta, **known)
+        return cls(name, data.get("description", ""), extra=extra, meta=None if meta is None else dict(meta), **known)
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the file (indented JSON, atomically)."""
@@ -271,9 +272,19 @@ def aggregate(name: str, description: str, points: Sequence[Sequence[ImageResult
     for i, point in enumerate(points):
         if sorted(r.source for r in point) != sources:
             raise ValueError(f"{name}: point {i} holds images {sorted(r.source for r in point)}, point 0 {sources}")
-    series: dict[str, Series | None] = {}
-    for attr in _IMAGE_FIELDS.values():
+
+    def mean(attr: str) -> Series | None:
         columns = [[getattr(r, attr) for r in point] for point in points]
         complete = all(v is not None for column in columns for v in column)
-        series[attr] = tuple(math.fsum(c) / len(c) for c in columns) if complete else None
-    return CodecResults(name, description, **series)
+        return tuple(math.fsum(c) / len(c) for c in columns) if complete else None
+
+    bpp = tuple(math.fsum(r.bpp for r in point) / len(point) for point in points)  # every image has a rate
+    return CodecResults(
+        name,
+        description,
+        bpp,
+        psnr_rgb=mean("psnr_rgb"),
+        ms_ssim_rgb=mean("ms_ssim_rgb"),
+        encoding_time=mean("encoding_time"),
+        decoding_time=mean("decoding_time"),
+    )

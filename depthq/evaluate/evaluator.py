@@ -99,12 +99,16 @@ class Evaluator:
         """The figures so far, with the options' estimator applied once."""
         if self.images == 0:
             raise ValueError("no images were evaluated")
-        n, dims = self.images, self.dims
-        mse = float(self._squared_error) / (n * dims)
+        n, dims, squared_error, rate_bits = self.images, self.dims, self._squared_error, self._rate_bits
+        if dims is None or squared_error is None or rate_bits is None:
+            raise RuntimeError("images were counted but the accumulators were never set (update() sets both)")
+        mse = float(squared_error) / (n * dims)
         likelihood = None
         if self.model.head.has_likelihood:
+            if self._nll is None:
+                raise RuntimeError("the head has a likelihood but no log-likelihood was accumulated")
             likelihood = Likelihood(float(self._nll) / n, dims)
-        rates = tuple(Rate(p.name, p.description, float(bits) / n) for p, bits in zip(self.priors, self._rate_bits))
+        rates = tuple(Rate(p.name, p.description, float(bits) / n) for p, bits in zip(self.priors, rate_bits))
         levels = tuple(self._level(i, stats) for i, stats in enumerate(self.codes))
         return EvalResult(
             images=n,
@@ -126,6 +130,8 @@ class Evaluator:
         entropies = stats.entropies(correction)  # (M,)
         used = stats.marginal > 0  # (M, K)
         joint = float(entropies[0]) if stats.num_codebooks == 1 else stats.joint_entropy(correction)
+        if stats.spatial_shape is None:
+            raise RuntimeError(f"level {index} saw no codes although images were evaluated")
         h, w = stats.spatial_shape
         entropy_map = stats.entropy_map(correction) if stats.positions else None  # (M, h, w)
         return LevelStats(

@@ -161,7 +161,7 @@ class CodeStatistics:
         _accumulate(self.marginal, z + offsets)
         if self.positions:
             cells = torch.arange(m * h * w, device=self.device).view(1, m, h, w) * k
-            _accumulate(self.per_position, z + cells)
+            _accumulate(self._position_counts(), z + cells)
         flat = z.transpose(0, 1).reshape(m, b * h * w)  # (M, N), one column per tuple
         if self.pairwise and self.pair.shape[0] > 0:
             num_pairs = self.pair.shape[0]
@@ -189,7 +189,8 @@ class CodeStatistics:
         self.marginal += other.marginal.to(self.device)
         self.pair += other.pair.to(self.device)
         if self.positions:
-            self.per_position += other.per_position.to(self.device)
+            counts = self._position_counts()
+            counts += other._position_counts().to(self.device)
         if self.joint:
             other._compact()
             self._pending.append((other._joint_keys.to(self.device), other._joint_counts.to(self.device)))
@@ -335,6 +336,12 @@ class CodeStatistics:
         self._joint_keys, inverse = torch.unique(keys, return_inverse=True)
         self._joint_counts = torch.zeros_like(self._joint_keys).index_add_(0, inverse, counts)
         self._pending = []
+
+    def _position_counts(self) -> Tensor:
+        """``per_position``, which ``_start`` allocated (with ``positions``)."""
+        if self.per_position is None:
+            raise RuntimeError("the per-position counts are allocated by the first update (positions=True)")
+        return self.per_position
 
     @staticmethod
     def _require(enabled: bool, flag: str) -> None:

@@ -283,7 +283,7 @@ def bd_against(test: CodecResults, anchor: CodecResults, metric: str = PSNR_RGB,
         curves += [r.bpp, quality]
     try:
         rate = bd_rate(curves[2], curves[3], curves[0], curves[1], method)
-        quality = bd_psnr(curves[2], curves[3], curves[0], curves[1], method)
+        gain = bd_psnr(curves[2], curves[3], curves[0], curves[1], method)
     except ValueError as err:
         raise ValueError(f"{test.name} against {anchor.name} on {metric}: {err}") from None
-    return BDComparison(test.name, anchor.name, metric, method, rate, quality)
+    return BDComparison(test.name, anchor.name, metric, method, rate, gain)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from depthq.evaluate.result import PRIORS, EvalResult, LevelStats
+from depthq.evaluate.result import PRIORS, EvalResult, LevelStats, RunSource
 from depthq.tables import markdown_table
 
 NO_LIKELIHOOD = "n/a (no likelihood)"
@@ -157,7 +157,7 @@ def format_report(result: EvalResult, figure_files: Mapping[str, str] = {}) -> s
         "",
     ]
     if src is not None and src.run_dir is not None:
-        lines += [_learned_prior_line(result), ""]
+        lines += [_learned_prior_line(result, src), ""]
     for section in result.sections:
         lines += [section.report_markdown(), ""]
     for lv in result.levels:
@@ -196,8 +196,7 @@ def format_report(result: EvalResult, figure_files: Mapping[str, str] = {}) -> s
     return "\n".join(lines) + "\n"
 
 
-def _learned_prior_line(result: EvalResult) -> str:
-    src = result.source
+def _learned_prior_line(result: EvalResult, src: RunSource) -> str:
     if src.prior is not None:
         return f"Learned prior: `{src.prior}` (the `learned` rows)."
     if result.options.prior is None:

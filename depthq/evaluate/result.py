@@ -27,6 +27,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from depthq.errors import SchemaError
 from depthq.evaluate.options import EvalOptions, fields_of
@@ -303,12 +304,9 @@ class EvalResult:
                     f"rate_{r.prior}", f"rate bits/dim, {r.prior} prior", r.bits_per_image / self.dims, r.description
                 )
             )
-            if self.likelihood is not None:
-                out.append(
-                    BitsFigure(
-                        f"total_{r.prior}", f"total bits/dim, {r.prior} prior", self.total(r.prior), r.description
-                    )
-                )
+            total = self.total(r.prior)  # None without a likelihood
+            if total is not None:
+                out.append(BitsFigure(f"total_{r.prior}", f"total bits/dim, {r.prior} prior", total, r.description))
         return tuple(out)
 
     def code_rate_bpp(self, image_channels: int) -> float:
@@ -348,7 +346,8 @@ class EvalResult:
         unknown = set(sections) - set(SECTIONS)
         if unknown:
             raise TypeError(f"expected sections among {SECTIONS}, got {sorted(unknown)}")
-        return dataclasses.replace(self, **sections)
+        changes: dict[str, Any] = dict(sections)  # ResultSection | None: the type of both fields
+        return dataclasses.replace(self, **changes)
 
     # -- logging -----------------------------------------------------------------------------
 

@@ -216,6 +216,14 @@ class Aggregate:
         return max(self.values) >= min(other.values) and max(other.values) >= min(self.values)
 
 
+def measured(value: float | None, what: str) -> float:
+    """A figure every cell of these experiments has: they train likelihood heads (bits/dim) and
+    fit an empirical prior; ValueError naming the figure when a result lacks it."""
+    if value is None:
+        raise ValueError(f"the cell's evaluation has no {what} (a likelihood head and prior_images > 0 give it)")
+    return value
+
+
 def aggregate(values: Sequence[float]) -> Aggregate:
     values = tuple(float(v) for v in values)
     return Aggregate(

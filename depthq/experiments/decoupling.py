@@ -33,6 +33,7 @@ from depthq.experiments.common import (
     check_cells,
     claim_folder,
     group,
+    measured,
     rows_json,
     run_cells,
     single_level_config,
@@ -107,7 +108,11 @@ def summarise(results: list[CellResult]) -> list[VariantRow]:
     for variant, cs in group(results, lambda c: c.cell.labels["variant"]).items():
         model = cs[0].model  # the model answers its own codebooks per level and capacity
         levels = [c.result.levels[0] for c in cs]
-        mi = [lv.mean_offdiagonal_mi for lv in levels]
+        mi = (  # no pairs with one codebook
+            None
+            if model.codebooks_per_level == 1
+            else aggregate([measured(lv.mean_offdiagonal_mi, "mean pairwise MI") for lv in levels])
+        )
         rows.append(
             VariantRow(
                 variant=variant,
@@ -116,14 +121,14 @@ def summarise(results: list[CellResult]) -> list[VariantRow]:
                 code_vectors=model.codebooks_per_level * model.codebook_sizes[0],
                 bits_per_position=model.bits_per_position(0),
                 seeds=tuple(c.cell.config.train.seed for c in cs),
-                distortion_bpd=aggregate([c.result.distortion for c in cs]),
-                total_uniform_bpd=aggregate([c.result.total("uniform") for c in cs]),
-                total_empirical_bpd=aggregate([c.result.total("empirical") for c in cs]),
+                distortion_bpd=aggregate([measured(c.result.distortion, "distortion bits/dim") for c in cs]),
+                total_uniform_bpd=aggregate([measured(c.result.total("uniform"), "uniform total") for c in cs]),
+                total_empirical_bpd=aggregate([measured(c.result.total("empirical"), "empirical total") for c in cs]),
                 psnr=aggregate([c.result.psnr for c in cs]),
                 entropy_nats=aggregate([lv.mean_entropy for lv in levels]),
-                position_entropy_nats=aggregate([lv.position_entropy for lv in levels]),
+                position_entropy_nats=aggregate([measured(lv.position_entropy, "position entropy") for lv in levels]),
                 information_bits=aggregate([lv.information_bits for lv in levels]),
-                mean_offdiagonal_mi_nats=None if model.codebooks_per_level == 1 else aggregate(mi),
+                mean_offdiagonal_mi_nats=mi,
                 used_fraction=aggregate([lv.mean_used_fraction for lv in levels]),
             )
         )

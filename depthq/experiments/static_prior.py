@@ -48,6 +48,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,8 @@ class Preset:
 def preset_named(name: str) -> Preset:
     """A preset of ``depthq.presets.EXPERIMENTS["static-prior"]`` (quick, full) as a ``Preset``."""
     values = experiment_preset("static-prior", name)
-    return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # JSON-like
+    return Preset(**fields)
 
 
 PRESETS = {name: preset_named(name) for name in ("quick", "full")}

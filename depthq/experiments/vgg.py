@@ -87,6 +87,9 @@ class VGG16Features(nn.Module):
             minus the Caffe mean), chosen by where the weights come from.
     """
 
+    mean: Tensor  # (1, 3, 1, 1) buffers set in __init__
+    scale: Tensor
+
     def __init__(self, preprocess: str = "torchvision") -> None:
         super().__init__()
         if preprocess not in PREPROCESS:
@@ -146,7 +149,7 @@ def check_state_dict(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
         ValueError: a conv key is missing, has the wrong shape, or there are extra
             ``features.*`` keys (e.g. the batch-norm variant ``vgg16_bn``).
     """
-    expected = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for prefix, shape in conv_keys():
         expected[f"{prefix}.weight"] = shape
         expected[f"{prefix}.bias"] = shape[:1]
@@ -252,18 +255,18 @@ def load_vgg16(weights: str | os.PathLike | None = None) -> VGG16Features:
             f"torchvision-style state dict {path.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)})"
         )
     else:
-        path = onnx_model_path()
-        if path is None:
+        onnx_path = onnx_model_path()
+        if onnx_path is None:
             raise MissingFileError(f"no VGG-16 weights: {ONNX_DISTRIBUTION} is not installed; {WEIGHTS_HINT}")
         model = VGG16Features(preprocess="caffe")
-        model.load_state_dict(onnx_conv_weights(path))
+        model.load_state_dict(onnx_conv_weights(onnx_path))
         try:
             release = version(ONNX_DISTRIBUTION)
         except PackageNotFoundError:
             release = "unknown version"
         model.weight_source = (
             f"{ONNX_DISTRIBUTION} {release} ONNX VGG-16 (Keras ImageNet conv weights, "
-            f"Caffe preprocessing), {path.stat().st_size} bytes"
+            f"Caffe preprocessing), {onnx_path.stat().st_size} bytes"
         )
     log.info("VGG-16 weights: %s", model.weight_source)
     return model.eval()

@@ -23,6 +23,7 @@ hold int32 (N, 4) rows (source index, scale, top, left).
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,11 +47,16 @@ FEATURES_VERSION = 1
 
 
 class CropSettings(Protocol):
-    """What :func:`features` reads from a preset."""
+    """What :func:`features` reads from a preset (read-only: a frozen dataclass fits)."""
 
-    scales: tuple[int, ...]
-    stride: int
-    batch_size: int
+    @property
+    def scales(self) -> tuple[int, ...]: ...
+
+    @property
+    def stride(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ def photo_sources() -> list[Source]:
     sources = []
     for photo in PHOTOS:
         array = load_photo(photo)  # (H, W, 3) uint8, 11 small photos: read once
-        sources.append(Source(photo.name, photo.test, array.shape[:2], lambda a=array: Image.fromarray(a)))
+        sources.append(Source(photo.name, photo.test, array.shape[:2], functools.partial(Image.fromarray, array)))
     return sources
 
 
@@ -124,7 +130,7 @@ def folder_sources(root: Path) -> tuple[list[Source], list[tuple[str, int, int]]
                 w, h = im.size
         except OSError as err:
             raise DataError(f"cannot read image {path} ({err}); expected a PNG or JPEG file") from err
-        sources.append(Source(rel, bool(is_test), (h, w), lambda p=path: _open_rgb(p)))
+        sources.append(Source(rel, bool(is_test), (h, w), functools.partial(_open_rgb, path)))
     stats = [(rel, p.stat().st_size, p.stat().st_mtime_ns) for p, rel in zip(paths, relative)]
     return sources, stats
 
@@ -163,7 +169,7 @@ def _build(
             )
             for t in (False, True)
         }
-        index = {False: [], True: []}  # (source, scale, top, left) per crop
+        index: dict[bool, list[tuple[int, int, int, int]]] = {False: [], True: []}  # (source, scale, top, left)
         pending: dict[bool, list[np.ndarray]] = {False: [], True: []}
         bar = stack.enter_context(tqdm(total=sum(counts.values()), desc="VGG-16 features", unit="crop"))
 

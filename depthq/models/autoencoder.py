@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,17 @@ from depthq.models.blocks import Decoder, Encoder
 from depthq.models.config import ModelConfig
 from depthq.models.heads import make_head, normalise
 from depthq.quantize import DepthwiseQuantizer, QuantizerOutput
+
+
+class _QuantizerOptions(TypedDict):
+    """The keywords a bottleneck passes to its ``DepthwiseQuantizer``."""
+
+    beta: float
+    decay: float
+    learning: str
+    dead_code_threshold: float
+    kmeans_init: bool
+    search: str
 
 
 class Bottleneck(nn.Module):
@@ -45,7 +57,7 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, codebook_size: int, config: ModelConfig) -> None:
         super().__init__()
         m, d = config.num_codebooks, config.code_dim
-        kwargs = dict(
+        kwargs = _QuantizerOptions(
             beta=config.commitment_weight,
             decay=config.decay,
             learning=config.learning,
@@ -194,8 +206,8 @@ class HierarchicalAutoencoder(nn.Module):
         if ref is None:
             raise ValueError("decode needs at least one level's codes")
         # a level left out contributes zeros (the paper's Fig. 4 hierarchy inspection)
-        ups = [u if u is not None else torch.zeros_like(ref) for u in ups]
-        return self.decoder(torch.cat(ups, 1))
+        filled = [u if u is not None else torch.zeros_like(ref) for u in ups]
+        return self.decoder(torch.cat(filled, 1))
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -227,7 +239,7 @@ class HierarchicalAutoencoder(nn.Module):
         """Codes of each level (bottom to top; None zeroes a level) -> likelihood params."""
         if len(codes) != len(self.bottlenecks):
             raise ValueError(f"expected codes for {len(self.bottlenecks)} levels, got {len(codes)}")
-        maps = [b.quantizer.decode(z) if z is not None else None for b, z in zip(self.bottlenecks, codes)]
+        maps = [q.decode(z) if z is not None else None for q, z in zip(self.quantizers, codes)]
         return self._decode_maps(maps)
 
     @torch.no_grad()
@@ -253,12 +265,12 @@ class HierarchicalAutoencoder(nn.Module):
     def dtype(self) -> torch.dtype:
         """The convolutions' dtype: fp32, or what ``.half()`` / ``.to(torch.bfloat16)`` made it
         (the quantizers' codebooks and the heads' arithmetic stay fp32 either way)."""
-        return self.decoder[-1].weight.dtype
+        return cast(nn.Conv2d, self.decoder[-1]).weight.dtype  # the last layer is the output convolution
 
     @property
     def quantizers(self) -> list[DepthwiseQuantizer]:
         """Each level's quantizer, bottom to top."""
-        return [b.quantizer for b in self.bottlenecks]
+        return [cast(Bottleneck, b).quantizer for b in self.bottlenecks]  # the ModuleList holds Bottlenecks
 
     def num_parameters(self) -> int:
         """Trainable parameters (codebooks are buffers with EMA learning and not counted)."""

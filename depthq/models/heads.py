@@ -407,7 +407,7 @@ class DMoLHead(LikelihoodHead):
         mix = self.split(p)
         weights = mix.logits.softmax(1)  # (B, n, H, W)
         scales = mix.log_scales.exp()  # (B, C, n, H, W)
-        values = []  # per channel (B, n, H, W): E_k[clip(x_c)] per component (a list: autograd-safe)
+        values: list[Tensor] = []  # per channel (B, n, H, W): E_k[clip(x_c)] per component (a list: autograd-safe)
         for j in range(self.image_channels):
             m = mix.means[:, j]
             for i, earlier in enumerate(values):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,9 @@ class PriorModel(nn.Module):
         codes = prior.sample(16)                     # per level (16, M, h_l, w_l), bottom first
     """
 
+    step_offsets: Tensor  # buffers set in __init__
+    step_codebook: Tensor
+
     def __init__(self, layout: CodeLayout, config: PriorConfig) -> None:
         super().__init__()
         if not isinstance(layout, CodeLayout) or not isinstance(config, PriorConfig):
@@ -153,8 +157,9 @@ class PriorModel(nn.Module):
             )
             nn.init.normal_(p, mean=0.0, std=std)
         for head in self.heads:
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            linear = cast(nn.Linear, head)  # the heads are nn.Linear (built in __init__)
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
 
     # -- teacher forcing ------------------------------------------------------------------------
 
@@ -232,6 +237,8 @@ class PriorModel(nn.Module):
         b = cache.k.shape[1]
         if s == 0:
             x = self.start.expand(b, 1, -1)
+        elif previous is None:
+            raise ValueError(f"step {s} needs the codes of step {s - 1} (previous), got None")
         else:
             x = self._embed(previous.view(b, 1, self.width), s - 1)
         x = x + self.pos_emb.weight[s]

@@ -29,6 +29,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from depthq.atomic import write_json
@@ -70,7 +71,8 @@ class PriorModule(L.LightningModule):
         self.prior = PriorModel(CodeLayout.from_dict(layout), self.run_config.prior)
         self.dims = dims
         self.last_validation: dict | None = None
-        self._val_sum = self._val_count = None
+        self._val_sum: torch.Tensor | None = None  # set at the start of each validation
+        self._val_count = 0
         self._seconds_before, self._session_start = 0.0, time.perf_counter()
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -80,7 +82,7 @@ class PriorModule(L.LightningModule):
             {
                 "train/loss": loss,
                 "train/bits_per_image": nll.mean().detach() / LN2,
-                "train/lr": torch.tensor(self.optimizers().param_groups[0]["lr"]),
+                "train/lr": torch.tensor(self._optimizer().param_groups[0]["lr"]),
             },
             on_step=True,
             on_epoch=False,
@@ -91,13 +93,21 @@ class PriorModule(L.LightningModule):
         self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self._val_count = 0
 
+    def _optimizer(self) -> LightningOptimizer:
+        optimizer = self.optimizers()
+        if isinstance(optimizer, list):
+            raise RuntimeError(f"the prior trains with one optimizer, got {len(optimizer)}")
+        return optimizer
+
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        if self._val_sum is None:
+            raise RuntimeError("validation_step before on_validation_epoch_start")
         with torch.autocast(self.device.type, enabled=False):  # the figure is reported in fp32
             self._val_sum += self.prior(batch.long()).double().sum()
         self._val_count += len(batch)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_count:
+        if not self._val_count or self._val_sum is None:
             return
         bits = self._val_sum / self._val_count / LN2  # every rank saw the whole split: they agree
         self.log_dict(
@@ -297,9 +307,13 @@ def train_prior(
         checkpoint = _prepare_folder(folder, config, resume)
     else:
         checkpoint = folder / CHECKPOINT if resume else None
-    encode = dict(batch_size=t.eval_batch_size, progress=t.progress)
-    train_codes = cached_codes(model, digest, data, "train", layout, max_images=t.max_train_images, **encode)
-    val_codes = cached_codes(model, digest, data, "val", layout, max_images=t.max_val_images, **encode)
+    batch_size, progress = t.eval_batch_size, t.progress
+    train_codes = cached_codes(
+        model, digest, data, "train", layout, max_images=t.max_train_images, batch_size=batch_size, progress=progress
+    )
+    val_codes = cached_codes(
+        model, digest, data, "val", layout, max_images=t.max_val_images, batch_size=batch_size, progress=progress
+    )
     dims = data.image_channels * data.image_size**2
 
     L.seed_everything(t.seed, workers=True, verbose=False)

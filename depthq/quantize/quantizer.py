@@ -135,6 +135,12 @@ class DepthwiseQuantizer(nn.Module):
     the input's dtype.
     """
 
+    # the codebooks' state (set in __init__): a Parameter with learning="gradient", else buffers
+    embed: Tensor  # (M, K, D)
+    ema_sum: Tensor  # (M, K, D), learning="ema" only
+    ema_count: Tensor  # (M, K)
+    initialized: Tensor  # () bool
+
     def __init__(
         self,
         num_codebooks: int,

@@ -7,6 +7,7 @@ from depthq.runtime.callbacks import RNGState, SafeCheckpointIO, StepProgress
 from depthq.runtime.checkpoints import checkpoint_step, read_checkpoint, verify_checkpoint, write_checkpoint
 from depthq.runtime.launch import (
     LAUNCH_RANK_VARIABLES,
+    TrainerPrecision,
     cpu_has_native_bf16,
     is_main_process,
     resolve_accelerator,
@@ -21,6 +22,7 @@ __all__ = [
     "RNGState",
     "SafeCheckpointIO",
     "StepProgress",
+    "TrainerPrecision",
     "checkpoint_step",
     "cpu_has_native_bf16",
     "is_main_process",

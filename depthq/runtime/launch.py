@@ -8,8 +8,13 @@ environment before any process group exists, so the owner of a run folder is kno
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
+
+#: a resolved ``train.precision``, as Lightning's ``Trainer(precision=...)`` takes it
+TrainerPrecision = Literal["32", "bf16-mixed", "16-mixed"]
+_TRAINER_PRECISIONS: dict[str, TrainerPrecision] = {"32": "32", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
 LAUNCH_RANK_VARIABLES = (
     "RANK",
@@ -44,11 +49,15 @@ def resolve_accelerator(setting: str) -> str:
     return setting
 
 
-def resolve_precision(setting: str, accelerator: str, *, cpu_bf16: bool) -> str:
+def resolve_precision(setting: str | int, accelerator: str, *, cpu_bf16: bool) -> TrainerPrecision:
     """``train.precision`` with "auto" resolved: bf16-mixed on a GPU that has bf16 (16-mixed on
-    older ones); on a CPU bf16-mixed when ``cpu_bf16`` (the caller measured that it pays), else 32."""
+    older ones); on a CPU bf16-mixed when ``cpu_bf16`` (the caller measured that it pays), else 32.
+    A YAML ``32`` (an int) is ``"32"``."""
+    setting = str(setting)
     if setting != "auto":
-        return setting
+        if setting not in _TRAINER_PRECISIONS:
+            raise ValueError(f"precision must be one of {['auto', *_TRAINER_PRECISIONS]}, got {setting!r}")
+        return _TRAINER_PRECISIONS[setting]
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_bf16 else "32"

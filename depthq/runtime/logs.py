@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from depthq.atomic import atomic_write
+from depthq.errors import SchemaError
 from depthq.evaluate.result import EvalResult
 
 
@@ -31,14 +32,15 @@ class AppendingCSVLogger(CSVLogger):
     """CSVLogger writing ``<save_dir>/metrics.csv``, appending to an existing file."""
 
     def __init__(self, save_dir: str | os.PathLike) -> None:
-        super().__init__(save_dir, name="", version="")
+        super().__init__(os.fspath(save_dir), name="", version="")
 
     @property
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
+        experiment = self._experiment
+        if not isinstance(experiment, ExperimentWriter):  # None until the first call
             os.makedirs(self.log_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+            experiment = self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return experiment
 
 
 def _validation_step(line: str) -> int:
@@ -46,7 +48,10 @@ def _validation_step(line: str) -> int:
     values = json.loads(line)
     if "schema_version" not in values:
         return int(values["step"])
-    return EvalResult.from_dict(values, origin="validation.jsonl").source.step
+    source = EvalResult.from_dict(values, origin="validation.jsonl").source
+    if source is None or source.step is None:
+        raise SchemaError(f"validation.jsonl: a result without the step it measured: {line[:80]}")
+    return source.step
 
 
 def trim_history(run_dir: str | os.PathLike, step: int) -> None:

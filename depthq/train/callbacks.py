@@ -103,7 +103,8 @@ class RunArtifacts(L.Callback):
         if trainer.is_global_zero:
             grid = pl_module.validation_grid
             if grid is not None and grid[0].shape[0]:
-                save_reconstructions(*grid, self.run_dir / "grids" / f"step_{step:07d}.png")
+                originals, reconstructions = grid
+                save_reconstructions(originals, reconstructions, self.run_dir / "grids" / f"step_{step:07d}.png")
             with open(self.run_dir / "validation.jsonl", "a") as f:
                 f.write(json.dumps(result.to_dict()) + "\n")
             for logger in trainer.loggers:  # at the step of the weights it measured

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor
 from depthq.config import RunConfig
 from depthq.evaluate.evaluator import Evaluator, ema_prior
 from depthq.evaluate.result import EvalOptions, EvalResult, RunSource
-from depthq.models import HierarchicalAutoencoder
+from depthq.models import AutoencoderOutput, HierarchicalAutoencoder
 from depthq.runtime.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class SkippingAdam(torch.optim.Adam):
 class DQModule(L.LightningModule):
     """Trains ``HierarchicalAutoencoder`` from a ``RunConfig``."""
 
+    skipped_steps: Tensor  # () int64 buffer, set in __init__
+
     def __init__(self, config: RunConfig) -> None:
         super().__init__()
         if not isinstance(config, RunConfig):
@@ -119,7 +122,7 @@ class DQModule(L.LightningModule):
         self._grid: tuple[Tensor, Tensor] | None = None
         # the compiled training forward (train.compile), built at the first step: a function,
         # not a submodule, so the state dict and checkpoints are those of the plain model
-        self._compiled_forward = None
+        self._compiled_forward: Callable[[Tensor], AutoencoderOutput] | None = None
 
     def forward(self, x: Tensor):
         return self.model(x)
@@ -218,6 +221,8 @@ class DQModule(L.LightningModule):
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         out = self.model(batch)
+        if self._evaluator is None:
+            raise RuntimeError("validation_step before on_validation_epoch_start (which sets up the evaluator)")
         recon = self._evaluator.update(batch, out)
         if self._grid is None:
             n = self.run_config.train.grid_images

@@ -35,6 +35,7 @@ from depthq.runtime import (
     RNGState,
     SafeCheckpointIO,
     StepProgress,
+    TrainerPrecision,
     checkpoint_step,
     cpu_has_native_bf16,
     is_main_process,
@@ -68,7 +69,7 @@ RESUMABLE_CHANGES = (
 SECTION_WORDS = {"model": "the model", "data": "the data", "train": "the training", "recipe": "the recipe"}
 
 
-def resolve_precision(config: RunConfig, accelerator: str) -> tuple[str, bool]:
+def resolve_precision(config: RunConfig, accelerator: str) -> tuple[TrainerPrecision, bool]:
     """(Lightning precision, channels_last) of the autoencoder's training after resolving "auto".
 
     Measured on a 2-core AMX CPU (benchmarks/model.py): bf16 autocast with channels_last is
