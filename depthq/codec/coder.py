@@ -33,6 +33,7 @@ the content checksum then rejects the file instead of returning a wrong image.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -233,7 +234,7 @@ class Codec:
         filled in channel by channel. ``choose(channel, depth, freqs (P, 2)) -> bits (P,)``."""
         for c in range(self.channels):
             cdf = pixel_cdf(self.model.head, params, known, c)
-            values = code_values(cdf, known[:, c].numel(), lambda depth, f, c=c: choose(c, depth, f))
+            values = code_values(cdf, known[:, c].numel(), functools.partial(choose, c))
             known[:, c] = values.view(known[:, c].shape).to(torch.uint8)
 
     # -- public API -----------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def _leb128(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+def _read_leb128(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 28:  # 5 bytes: 35 bits, more than any payload holds

@@ -66,6 +66,8 @@ class FiniteScalarQuantizer(nn.Module):
     (the same figure for each of the d symbols), and it gets no gradient.
     """
 
+    _levels: Tensor  # (d,) int64 buffer, L_1..L_d
+
     def __init__(self, levels: Sequence[int]) -> None:
         super().__init__()
         if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:

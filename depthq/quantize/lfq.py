@@ -87,6 +87,10 @@ class LookupFreeQuantizer(nn.Module):
     ``nonfinite`` (the same figure for each group) and takes no part in the losses.
     """
 
+    _places: Tensor  # (g,) 2^j: the bits' place values
+    _alphabet: Tensor  # (groups,) 2^g per group
+    _codes: Tensor  # (2^g, g) every code's bits as +-1
+
     def __init__(
         self,
         dim: int,

@@ -26,6 +26,7 @@ decodes the coarse reconstruction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -95,6 +96,9 @@ class ResidualQuantizer(nn.Module):
     its batch updates no stage.
     """
 
+    dropout_step: Tensor  # () int64 buffer: training batches seen, the dropout's draw counter
+    _alphabet: Tensor  # (S*M,) the stages' alphabet sizes
+
     def __init__(
         self,
         num_stages: int,
@@ -147,7 +151,7 @@ class ResidualQuantizer(nn.Module):
             )
             for size in sizes
         )  # fmt: skip
-        first = self.stages[0]
+        first = self._stage_list[0]
         self.in_channels = first.in_channels
         self.num_codebooks, self.code_dim, self.axis = first.num_codebooks, first.code_dim, first.axis
         self.beta = float(beta)
@@ -164,17 +168,22 @@ class ResidualQuantizer(nn.Module):
         return cls(num_stages, codebook_size, dim, 1, **kwargs)
 
     @property
+    def _stage_list(self) -> list[DepthwiseQuantizer]:
+        """The stages with their type (iterating an ``nn.ModuleList`` yields plain Modules)."""
+        return cast("list[DepthwiseQuantizer]", list(self.stages))
+
+    @property
     def num_stages(self) -> int:
         return len(self.stages)
 
     @property
     def out_channels(self) -> int:
-        return self.stages[0].out_channels
+        return self._stage_list[0].out_channels
 
     @property
     def alphabet_sizes(self) -> tuple[int, ...]:
         """The stages' alphabet sizes, stage after stage."""
-        return tuple(k for stage in self.stages for k in stage.alphabet_sizes)
+        return tuple(k for stage in self._stage_list for k in stage.alphabet_sizes)
 
     @property
     def bits_per_position(self) -> float:
@@ -208,7 +217,7 @@ class ResidualQuantizer(nn.Module):
             residual = x.detach().float()  # r_0 = z, no autograd: the search's input
             total = torch.zeros_like(residual)
             steps, partial_commitments = [], []
-            for s, stage in enumerate(self.stages):
+            for s, stage in enumerate(self._stage_list):
                 stage_mask = mask
                 if active is not None:
                     on = active[s].expand(position_shape(x.shape))
@@ -237,7 +246,7 @@ class ResidualQuantizer(nn.Module):
         for s, step in enumerate(steps):
             idx = step.indices if active is None else torch.where(active[s], step.indices, -1)
             indices.append(step.layout.indices_from_codebooks(idx))
-        k_max = max(stage.codebook_size for stage in self.stages)
+        k_max = max(stage.codebook_size for stage in self._stage_list)
         counts = torch.cat([nn.functional.pad(step.counts, (0, k_max - step.counts.shape[1])) for step in steps])
         perplexity, usage = usage_statistics(counts, self._alphabet)
         return QuantizerOutput(
@@ -264,7 +273,7 @@ class ResidualQuantizer(nn.Module):
         if indices.dim() not in (2, 3, 4):
             raise ValueError(f"expected indices of rank 2, 3 or 4, got shape {tuple(indices.shape)}")
         axis = 1 if indices.dim() == 4 else indices.dim() - 1
-        per_stage = [len(stage.alphabet_sizes) for stage in self.stages]
+        per_stage = [len(stage.alphabet_sizes) for stage in self._stage_list]
         if indices.shape[axis] != sum(per_stage):
             raise ValueError(
                 f"expected {sum(per_stage)} codes per position ({self.num_stages} stages x {per_stage[0]}), "
@@ -272,15 +281,16 @@ class ResidualQuantizer(nn.Module):
             )
         if indices.numel() and int(indices.min()) < -1:
             raise ValueError(f"indices must be -1 (no code) or a code, got {int(indices.min())}")
-        total = None
-        for stage, idx in zip(self.stages, indices.split(per_stage, axis)):
+        total: Tensor | None = None
+        for stage, idx in zip(self._stage_list, indices.split(per_stage, axis)):
             codes = stage.decode(idx.clamp(min=0))
             dropped = (idx < 0).any(axis, keepdim=True)  # (B, 1, H, W): no code at this stage
             codes = torch.where(dropped, 0.0, codes)
             total = torch.zeros_like(codes) + codes if total is None else total + codes
+        assert total is not None  # num_stages >= 1 (checked in __init__)
         return total
 
     @property
     def codebooks(self) -> list[Tensor]:
         """Each stage's (M, K_s, D) codebooks."""
-        return [stage.codebooks for stage in self.stages]
+        return [stage.codebooks for stage in self._stage_list]
