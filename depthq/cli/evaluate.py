@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from depthq.errors import UsageError
+from depthq.limits import DEFAULT_MAX_PIXELS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,8 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report.md and figures (MI matrix, entropy maps, reconstructions, hierarchy, "
         "training curves) to RUN_DIR/eval-<split>/ (or --out).",
     )
-    p.add_argument("run_dir")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/eval-<split>)")
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="the run folder; with --full-resolution, one or more (each run is one rate point of the curve)",
+    )
+    p.add_argument(
+        "--out", help="output folder (default: RUN_DIR/eval-<split>; with --full-resolution RUN_DIR/eval-full-<FOLDER>)"
+    )
     _common(p)
     p.add_argument(
         "--prior",
@@ -70,6 +78,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "learned prior) and report their sizes, round trips and speed",
     )
     p.add_argument("--codec-images", type=int, default=100, metavar="N", help="images for --codec (default 100)")
+    full = p.add_argument_group(
+        "full resolution",
+        "--full-resolution FOLDER: rate-distortion on the folder's whole images (no resize, no crop) in "
+        "CompressAI's results files, with JPEG and WebP on the same images, BD-rate, lossless bits/dim next to "
+        "PNG and WebP, and a plot; every run needs its learned prior. Of the options above, --out, --weights "
+        "and --device apply.",
+    )
+    full.add_argument("--full-resolution", metavar="FOLDER", help="evaluate on the whole images of FOLDER")
+    full.add_argument("--max-images", type=int, metavar="N", help="the first N images of FOLDER (sorted by path)")
+    full.add_argument("--name", default="depthq", help="the curve's name in the results files (default depthq)")
+    full.add_argument("--no-lossless", action="store_true", help="skip the lossless round trips")
+    full.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (the slow metric on large images)")
+    full.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"the largest image (H*W) read and coded (default {DEFAULT_MAX_PIXELS})",
+    )
+    full.add_argument("--force", action="store_true", help="write into a non-empty --out")
     p.set_defaults(func=run_eval)
 
     c = sub.add_parser(
@@ -115,13 +143,45 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
+def run_full_resolution(args) -> int:
+    import torch  # deferred: `depthq --help` stays free of torch
+
+    from depthq.runs.full_resolution import evaluate_full_resolution, format_summary
+
+    folder = Path(args.full_resolution)
+    out = args.out or Path(args.run_dirs[0]) / f"eval-full-{folder.name or 'images'}"
+    result = evaluate_full_resolution(
+        args.run_dirs,
+        folder,
+        out,
+        name=args.name,
+        weights=args.weights,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        max_images=args.max_images,
+        max_pixels=args.max_pixels,
+        lossless=not args.no_lossless,
+        ms_ssim=not args.no_ms_ssim,
+        force=args.force,
+    )
+    print(format_summary(result))
+    print(f"\nwrote {result.out}/: CompressAI results files, per-image/, summary.json, {result.figure.name}")
+    return 0
+
+
 def run_eval(args) -> int:
+    if args.full_resolution:
+        return run_full_resolution(args)
+    if len(args.run_dirs) != 1:
+        raise UsageError(f"give one RUN_DIR (several only with --full-resolution); got {len(args.run_dirs)}")
+    if args.max_images is not None or args.no_lossless or args.no_ms_ssim or args.force or args.name != "depthq":
+        raise UsageError("--max-images, --name, --no-lossless, --no-ms-ssim and --force belong to --full-resolution")
     # deferred: `depthq --help` stays free of torch
     from depthq.evaluate.report import format_table
     from depthq.runs import write_eval
 
-    report = write_eval(args.run_dir, options_from_args(args), args.out)
-    print(format_table({Path(args.run_dir).name: report.result}))
+    [run_dir] = args.run_dirs
+    report = write_eval(run_dir, options_from_args(args), args.out)
+    print(format_table({Path(run_dir).name: report.result}))
     print(f"\n{report.evaluation.prior_note}")
     print(f"\nwrote {report.out}/eval.json, report.md and {', '.join(report.figures.values())}")
     return 0
