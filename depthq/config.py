@@ -253,10 +253,11 @@ class RunConfig:
         return dm
 
 
-def check_int(key: str, value: Any, low: int) -> None:
-    """ConfigError unless ``value`` is an int (not a bool) >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key} must be an int >= {low}, got {value!r}")
+def check_int(key: str, value: Any, low: int, high: int | None = None) -> None:
+    """ConfigError unless ``value`` is an int (not a bool) >= ``low`` (and <= ``high``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{key} must be an int {bound}, got {value!r}")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

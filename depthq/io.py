@@ -20,15 +20,17 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from depthq.atomic import atomic_write, write_json
 from depthq.config import RunConfig, saved_run_config
@@ -37,6 +39,8 @@ from depthq.evaluate.result import EvalResult
 from depthq.models import HierarchicalAutoencoder, ModelConfig
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=nn.Module)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -180,6 +184,71 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CorruptFileError(f"{path} cannot be read as safetensors ({err}): the file is corrupt") from err
 
 
+#: torch calls a module's construction may make per tensor of its state (a Linear: empty,
+#: kaiming_uniform_, uniform_, ...), far above what depthq's modules need
+_BUILD_CALLS_PER_TENSOR = 64
+
+
+class _BoundedBuild(TorchFunctionMode):
+    """Counts the torch calls of a construction and stops it past ``limit``: a record claiming
+    a million layers is refused after a few thousand calls, not after a million modules."""
+
+    def __init__(self, limit: int, path: str | os.PathLike, record: str | os.PathLike) -> None:
+        super().__init__()
+        self.limit, self.path, self.record, self.calls = limit, path, record, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        if self.calls > self.limit:
+            raise CorruptFileError(
+                f"{self.path} does not fit the model of {self.record}, which has far more tensors than the "
+                f"file's {self.limit // _BUILD_CALLS_PER_TENSOR - 16}: weights of another model?"
+            )
+        return func(*args, **(kwargs or {}))
+
+
+def build_for_state(
+    factory: Callable[[], M], state: dict[str, torch.Tensor], path: str | os.PathLike, record: str | os.PathLike
+) -> M:
+    """The module ``factory()`` builds, loaded with ``state`` (the tensors read from ``path``);
+    ``CorruptFileError`` (one line, naming ``path`` and the ``record`` that describes the
+    module) when they do not fit it.
+
+    The module is first built on the meta device (no memory) and its tensors' names, shapes and
+    dtypes compared with ``state``: a record that describes a far larger model than its weights
+    file holds (a crafted or damaged config) is refused before anything in proportion to its
+    claims is allocated; memory stays bounded by the weights file actually read.
+    """
+    try:
+        with torch.device("meta"), _BoundedBuild(_BUILD_CALLS_PER_TENSOR * (len(state) + 16), path, record):
+            skeleton = factory()
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as err:  # sizes no tensor can have
+        if isinstance(err, CorruptFileError):
+            raise
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CorruptFileError(f"{record} describes a model that cannot be built ({first})") from None
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        differ = [k for k in sorted(set(expected) & set(found)) if expected[k] != found[k]]
+        what = (
+            [f"missing {missing[:3]}"] * bool(missing)
+            + [f"unexpected {unexpected[:3]}"] * bool(unexpected)
+            + [
+                f"{k}: {found[k][0]} {found[k][1]} where the model has {expected[k][0]} {expected[k][1]}"
+                for k in differ[:2]
+            ]
+        )
+        raise CorruptFileError(
+            f"{path} does not fit the model of {record} ({'; '.join(what)}): weights of another model?"
+        )
+    module = factory()
+    module.load_state_dict(state)
+    return module
+
+
 def _read_record(path: Path) -> Export:
     try:
         values = json.loads(path.read_text())
@@ -243,17 +312,8 @@ def load_weights(
                 + ", ".join(f"{k}: {getattr(own, k)!r} there, {getattr(config, k)!r} here" for k in changed[:4])
                 + "): weights of another run?"
             )
-    model = HierarchicalAutoencoder(config)
     state = read_weights(path)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()
-        raise CorruptFileError(
-            f"{path} does not fit the model of {run_dir / CONFIG} "
-            f"({' '.join(line.strip() for line in first[:3])[:300]}): weights of "
-            "another model?"
-        ) from err
+    model = build_for_state(lambda: HierarchicalAutoencoder(config), state, path, run_dir / CONFIG)
     return LoadedWeights(model.to(map_location).eval(), record, path)
 
 

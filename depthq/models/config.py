@@ -10,6 +10,21 @@ from depthq.presets import MODELS
 from depthq.quantize.search import SEARCH_BACKENDS
 
 QUANTIZERS = ("dq", "vq", "coupled")
+#: Upper bounds of the structural settings, far above any model that fits a GPU: a config (or a
+#: damaged or crafted run record) past them is refused before anything is computed from it.
+MAX_SIZES = {
+    "image_channels": 4,
+    "image_size": 2**16,
+    "channels": 2**16,
+    "res_channels": 2**16,
+    "num_codebooks": 2**12,
+    "code_dim": 2**14,
+    "mixtures": 256,
+    "coder_blocks": 16,
+    "res_blocks": 256,
+    "levels": 16,
+    "codebook_size": 2**20,
+}
 HEAD_NAMES = ("categorical", "dmol", "mse")
 COMMITMENTS = ("mean", "sum")
 
@@ -87,10 +102,20 @@ class ModelConfig:
             "coder_blocks",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.{name} must be an int >= 1, got {value!r}")
-        if isinstance(self.res_blocks, bool) or not isinstance(self.res_blocks, int) or self.res_blocks < 0:
-            raise ValueError(f"model.res_blocks must be an int >= 0, got {self.res_blocks!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZES[name]:
+                raise ValueError(f"model.{name} must be an int in [1, {MAX_SIZES[name]}], got {value!r}")
+        if (
+            isinstance(self.res_blocks, bool)
+            or not isinstance(self.res_blocks, int)
+            or not 0 <= self.res_blocks <= MAX_SIZES["res_blocks"]
+        ):
+            raise ValueError(
+                f"model.res_blocks must be an int in [0, {MAX_SIZES['res_blocks']}], got {self.res_blocks!r}"
+            )
+        if len(self.codebook_sizes) > MAX_SIZES["levels"]:
+            raise ValueError(
+                f"model.codebook_sizes: at most {MAX_SIZES['levels']} levels, got {len(self.codebook_sizes)}"
+            )
         if self.channels % 2:
             raise ValueError(f"model.channels must be even (the first conv has channels/2), got {self.channels}")
         if self.stride not in (2, 4):
@@ -98,8 +123,11 @@ class ModelConfig:
         if not self.codebook_sizes:
             raise ValueError("model.codebook_sizes is empty: give one codebook size per level, e.g. [32, 32, 32]")
         for k in self.codebook_sizes:
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise ValueError(f"model.codebook_sizes must hold codebook sizes >= 1, got {self.codebook_sizes!r}")
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SIZES["codebook_size"]:
+                raise ValueError(
+                    f"model.codebook_sizes must hold codebook sizes in [1, {MAX_SIZES['codebook_size']}], "
+                    f"got {self.codebook_sizes!r}"
+                )
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"model.quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.head not in HEAD_NAMES:

@@ -29,6 +29,11 @@ from depthq.errors import ConfigError, MissingFileError
 ORDERS = ("joint", "sequential")
 
 
+#: Upper bounds of the transformer's settings, far above any prior that fits a GPU: a config (or
+#: a damaged or crafted prior.json) past them is refused before anything is built from it.
+MAX_SIZES = {"dim": 2**15, "layers": 512, "heads": 2**10, "mlp_ratio": 64}
+
+
 @dataclass
 class PriorConfig:
     """The autoregressive transformer over a model's codes (nanoGPT-style, pre-norm)."""
@@ -53,7 +58,7 @@ class PriorConfig:
         if self.order not in ORDERS:
             raise ConfigError(f"prior.order must be one of {ORDERS}, got {self.order!r}")
         for name in ("dim", "layers", "heads", "mlp_ratio"):
-            check_int(f"prior.{name}", getattr(self, name), 1)
+            check_int(f"prior.{name}", getattr(self, name), 1, MAX_SIZES[name])
         if self.dim % self.heads:
             raise ConfigError(f"prior.dim ({self.dim}) must be a multiple of prior.heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:

@@ -21,7 +21,7 @@ from torch import nn
 from depthq.atomic import atomic_write, write_json
 from depthq.errors import CorruptFileError, MissingFileError
 from depthq.evaluate.bits import EmpiricalPrior
-from depthq.io import state_digest
+from depthq.io import build_for_state, state_digest
 from depthq.prior.config import PriorConfig
 from depthq.prior.layout import CodeLayout
 from depthq.prior.model import PriorModel
@@ -132,11 +132,25 @@ def read_prior_info(path: str | os.PathLike) -> PriorInfo:
 def load_prior_weights(info: PriorInfo, *, map_location: str | torch.device = "cpu") -> PriorModel:
     """The prior ``info`` describes (eval mode), its weights checked against ``info.digest``."""
     weights = info.folder / WEIGHTS
-    prior = PriorModel(info.layout, info.config)
     try:
-        prior.load_state_dict(load_safetensors(weights.read_bytes()))
-    except (SafetensorError, RuntimeError, OSError, ValueError) as err:  # a damaged file, other shapes
+        state = load_safetensors(weights.read_bytes())
+    except (SafetensorError, RuntimeError, OSError, ValueError) as err:  # a damaged file
         raise CorruptFileError(f"cannot load the prior's weights {weights}: {err}") from None
+    # the sequence and the code table the layout implies (plain ints) against the file's tables
+    # first (the model's bookkeeping is O(steps)), then the whole model built on the meta
+    # device: a prior.json claiming a huge layout or transformer is refused before it is allocated
+    layout, joint = info.layout, info.config.order == "joint"
+    steps = layout.total_positions * (1 if joint else layout.codebooks)
+    rows = sum(layout.codebook_sizes) * layout.codebooks
+    for name, claimed in (("pos_emb.weight", steps), ("code_emb.weight", rows)):
+        held = state.get(name)
+        if held is None or held.dim() != 2 or held.shape[0] != claimed:
+            shape = None if held is None else tuple(held.shape)
+            raise CorruptFileError(
+                f"{weights} does not fit {info.folder / META}: its layout needs {name} of {claimed:,} rows, "
+                f"the file holds {shape}"
+            )
+    prior = build_for_state(lambda: PriorModel(info.layout, info.config), state, weights, info.folder / META)
     prior = prior.to(map_location).eval()
     if state_digest(prior) != info.digest:
         raise CorruptFileError(

@@ -77,8 +77,9 @@ class CodeLayout:
         return sum(self.positions(lv) for lv in range(self.levels))
 
     def level_of_position(self) -> Tensor:
-        """(T,) int64: the level of each sequence position."""
-        return torch.cat([torch.full((self.positions(lv),), lv, dtype=torch.int64) for lv in self.order])
+        """(T,) int64 on the CPU (bookkeeping, also under a meta device context): the level of
+        each sequence position."""
+        return torch.cat([torch.full((self.positions(lv),), lv, dtype=torch.int64, device="cpu") for lv in self.order])
 
     def to_sequence(self, codes: Sequence[Tensor]) -> Tensor:
         """Per-level codes (B, M, h_l, w_l), bottom first -> (B, T, M) int64 in sequence order."""

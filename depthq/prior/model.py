@@ -114,15 +114,17 @@ class PriorModel(nn.Module):
         self.width = m if joint else 1  # W: codes per step
         self.steps = t if joint else t * m  # S
         # the code (level l, codebook j, value k) is row offsets[l, j] + k of one embedding table
-        sizes = torch.tensor(layout.codebook_sizes).repeat_interleave(m)  # (L*M,) level-major
+        # bookkeeping on the CPU, explicitly: the model is also built under a meta device context
+        # (``depthq.io.build_for_state``) and these values are read back below
+        sizes = torch.tensor(layout.codebook_sizes, device="cpu").repeat_interleave(m)  # (L*M,) level-major
         offsets = (torch.cumsum(sizes, 0) - sizes).view(layout.levels, m)  # (L, M)
         level = layout.level_of_position()  # (T,)
         if joint:
             step_level, step_offsets = level, offsets[level]  # (S,), (S, W=M)
-            step_codebook = torch.zeros(t, dtype=torch.int64)
+            step_codebook = torch.zeros(t, dtype=torch.int64, device="cpu")
         else:
             step_level = level.repeat_interleave(m)  # (S,)
-            step_codebook = torch.arange(m).repeat(t)
+            step_codebook = torch.arange(m, device="cpu").repeat(t)
             step_offsets = offsets[step_level, step_codebook].unsqueeze(1)  # (S, 1)
         self.register_buffer("step_offsets", step_offsets, persistent=False)
         self.register_buffer("step_codebook", step_codebook, persistent=False)
