@@ -157,6 +157,8 @@ class Codec:
         autoencoder_digest: str | None = None,
         prior_digest: str | None = None,
     ) -> None:
+        if model.config.continuous:
+            raise UsageError("a continuous model (model.continuous, an ablation) decodes no codes: it has no codec")
         layout = prior.layout
         tile = prior_tile(model, prior)
         if layout != CodeLayout.of(model.config, tile):

@@ -118,3 +118,49 @@ def ms_ssim_db(value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"an MS-SSIM value lies in [0, 1]; got {value}")
     return math.inf if value == 1.0 else -10.0 * math.log10(1.0 - value)
+
+
+class ColourBias:
+    """How far the mean colour of each decoded image is from its original's, per channel.
+
+    For image n and channel c, the bias b_nc = mean over the pixels of (decoded - original), in
+    levels of 0..255. ``mean_abs[c]`` = mean over the images of |b_nc| (a tint in either
+    direction counts); ``mean[c]`` = mean of b_nc (a tint shared by the images: the set's
+    palette drifting one way). A reconstruction with the right local detail but a tinted patch
+    shows here, not in PSNR alone.
+    """
+
+    def __init__(self, mean_abs: tuple[float, ...], mean: tuple[float, ...], images: int) -> None:
+        self.mean_abs, self.mean, self.images = mean_abs, mean, images
+
+    def worst(self) -> float:
+        """The largest per-channel mean absolute bias."""
+        return max(self.mean_abs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean_abs": list(self.mean_abs), "mean": list(self.mean), "images": self.images}
+
+    def __repr__(self) -> str:
+        return f"ColourBias(mean_abs={self.mean_abs}, mean={self.mean}, images={self.images})"
+
+
+def per_image_colour_bias(reference: Any, decoded: Any) -> torch.Tensor:
+    """(N, C) float64: each image's mean of (decoded - original) per channel; uint8 (N, C, H, W)
+    batches (or one (C, H, W) image) of equal shapes."""
+    ref, dec = (torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x) for x in (reference, decoded))
+    if ref.shape != dec.shape or ref.dtype != torch.uint8 or dec.dtype != torch.uint8 or ref.dim() not in (3, 4):
+        raise ValueError(
+            f"expected two uint8 (N, C, H, W) or (C, H, W) images of one shape, got {ref.dtype} {tuple(ref.shape)} "
+            f"and {dec.dtype} {tuple(dec.shape)}"
+        )
+    if ref.dim() == 3:
+        ref, dec = ref[None], dec[None]
+    return (dec.double() - ref.double()).mean((2, 3))
+
+
+def colour_bias(reference: Any, decoded: Any) -> ColourBias:
+    """The ``ColourBias`` of decoded images against their originals (uint8 (N, C, H, W))."""
+    bias = per_image_colour_bias(reference, decoded)
+    return ColourBias(
+        tuple(float(v) for v in bias.abs().mean(0)), tuple(float(v) for v in bias.mean(0)), int(bias.shape[0])
+    )

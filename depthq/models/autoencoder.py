@@ -21,6 +21,7 @@ Shapes for the official config at 32x32 (stride 2, 2 coder blocks, 3 levels, M=5
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, cast
@@ -75,8 +76,22 @@ class Bottleneck(nn.Module):
             self.project = nn.Conv2d(in_channels, d, 1)
             self.quantizer = DepthwiseQuantizer.coupled_baseline(m, codebook_size, d, **kwargs)
 
+        self.continuous = config.continuous
+
     def forward(self, h: Tensor) -> QuantizerOutput:
-        return self.quantizer(self.project(h))
+        z = self.project(h)
+        out = self.quantizer(z)
+        if not self.continuous:
+            return out
+        # the ablation: the projection itself goes on; the codes are only counted (their losses
+        # are measured, detached, and not trained on)
+        return dataclasses.replace(
+            out,
+            quantized=z,
+            loss=torch.zeros((), device=z.device),
+            commitment=out.commitment.detach(),
+            codebook_loss=out.codebook_loss.detach(),
+        )
 
 
 @dataclass

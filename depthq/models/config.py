@@ -88,6 +88,12 @@ class ModelConfig:
     search: str = "auto"
     """Nearest-code search backend of the quantizers: "auto", "torch" or "triton" (a fused CUDA
     kernel, needs the triton package); all give the same codes (``depthq.quantize.search``)."""
+    continuous: bool = False
+    """An ablation, not a codec: the decoder (and the level below) read each level's continuous
+    projection instead of its codes (a bottleneck of the same shape without quantization), and
+    the quantizers' losses are left out of training. The codes are still computed and counted,
+    but they do not describe what is decoded: a continuous model has no rate, and the prior and
+    the codec refuse it. It measures the network's own ceiling under the same recipe and budget."""
 
     def __post_init__(self) -> None:
         self.codebook_sizes = list(self.codebook_sizes)
@@ -136,6 +142,8 @@ class ModelConfig:
             raise ValueError(f"model.commitment must be one of {COMMITMENTS}, got {self.commitment!r}")
         if self.learning not in ("ema", "gradient"):
             raise ValueError(f"model.learning must be 'ema' or 'gradient', got {self.learning!r}")
+        if not isinstance(self.continuous, bool):
+            raise ValueError(f"model.continuous must be true or false, got {self.continuous!r}")
         if self.search not in SEARCH_BACKENDS:
             raise ValueError(f"model.search must be one of {SEARCH_BACKENDS}, got {self.search!r}")
         if not 0.0 <= self.decay <= 1.0:

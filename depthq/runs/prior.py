@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from depthq.errors import UsageError
 from depthq.io import WEIGHTS
 from depthq.prior.config import PriorRunConfig
 from depthq.prior.io import PriorInfo
@@ -43,6 +44,11 @@ def train_prior(
     """
     if not isinstance(run, SavedRun):
         run = SavedRun.open(run, weights=weights, device=prior_device(config))
+    if run.model.config.continuous:
+        raise UsageError(
+            f"{run.run_dir} is a continuous model (model.continuous, an ablation): its codes are not what it "
+            "decodes, so a prior over them means nothing"
+        )
     folder = Path(out) if out is not None else run.prior_dir
     return train_codes_prior(
         run.model,
