@@ -30,6 +30,7 @@ Written to ``out``::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -52,12 +53,14 @@ from depthq.evaluate.anchors import MAX_SIDE, encode, pil_image
 from depthq.evaluate.bd import MIN_POINTS
 from depthq.evaluate.compressai_schema import MS_SSIM_DB_RGB, PSNR_RGB, CodecResults
 from depthq.evaluate.figures import rd_curves
+from depthq.evaluate.quality import ssim
 from depthq.evaluate.rd import BDComparison, LossyImage, RateDistortion, bd_against, evaluate_lossy, pillow_anchor
 from depthq.limits import DEFAULT_MAX_PIXELS
 from depthq.runs.codec import codec_of
 from depthq.runs.saved import SavedRun
 
 ANCHORS = ("JPEG", "WebP")
+SSIM_RGB = "ssim-rgb"  # an extra series of depthq's results file: mean SSIM per point
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,7 @@ def evaluate_full_resolution(
         )
     except ValueError as err:
         raise DataError(f"full-resolution evaluation of {folder}: {err}") from None
-    model = _by_rate(model)
+    model = _by_rate(_with_ssim(model, images, points, labels, notes))
     notes += model.notes
     anchors = {}
     for codec_name in ANCHORS:
@@ -294,6 +297,21 @@ def evaluate_full_resolution(
 
     figure = _write(out, name, model, anchors, bd, at_rate, lossless_rows, notes, folder, len(images))
     return FullResolution(model, anchors, tuple(bd), tuple(at_rate), tuple(lossless_rows), tuple(notes), out, figure)
+
+
+def _with_ssim(
+    rd: RateDistortion, images: Sequence, points: Sequence[Sequence[LossyImage]], labels: Sequence[str], notes: list
+) -> RateDistortion:
+    """The curve with the mean SSIM per point as an extra series ``ssim-rgb`` (CompressAI's files
+    have no SSIM key; its plotting tool ignores series it does not ask for), when every image
+    has one (sides of at least 11 pixels)."""
+    values = [[ssim(x, coded.decoded) for x, coded in zip(images, point)] for point in points]
+    if any(v is None for point in values for v in point):
+        notes.append("no SSIM: an image has a side under 11 pixels (one window)")
+        return rd
+    by_label = dict(zip(labels, (float(np.mean(point)) for point in values)))  # type: ignore[arg-type]
+    extra = {**rd.results.extra, SSIM_RGB: tuple(by_label[s] for s in rd.settings)}
+    return RateDistortion(dataclasses.replace(rd.results, extra=extra), rd.images, rd.settings, rd.notes)
 
 
 def _description(runs: Sequence[SavedRun]) -> str:
@@ -377,13 +395,15 @@ def format_summary(result: FullResolution) -> str:
     """The terminal's summary: the curve's points, the anchors at their rate, BD, lossless."""
     r = result.model.results
     lines = [f"{r.name} on {len(result.model.images[0])} whole images (mean per image):"]
-    lines.append(f"  {'run':<24} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    lines.append(f"  {'run':<24} {'bpp':>7} {'PSNR dB':>8} {'SSIM':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    ssims = r.extra.get(SSIM_RGB)
     for i, setting in enumerate(result.model.settings):
         ms = "-" if r.ms_ssim_rgb is None else f"{r.ms_ssim_rgb[i]:.4f}"
         enc = "-" if r.encoding_time is None else f"{r.encoding_time[i]:.2f}"
         dec = "-" if r.decoding_time is None else f"{r.decoding_time[i]:.2f}"
         psnr = r.psnr_rgb[i] if r.psnr_rgb is not None else math.nan
-        lines.append(f"  {setting:<24} {r.bpp[i]:>7.3f} {psnr:>8.2f} {ms:>8} {enc:>7} {dec:>7}")
+        ss = "-" if ssims is None else f"{ssims[i]:.4f}"
+        lines.append(f"  {setting:<24} {r.bpp[i]:>7.3f} {psnr:>8.2f} {ss:>7} {ms:>8} {enc:>7} {dec:>7}")
     for a in result.at_rate:
         there = "outside its measured range" if a.psnr_rgb is None else f"{a.psnr_rgb:.2f} dB"
         gap = "" if a.psnr_rgb is None else f" ({a.run} {a.model_psnr_rgb - a.psnr_rgb:+.2f} dB)"

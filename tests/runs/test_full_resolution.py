@@ -10,12 +10,14 @@ import torch
 from PIL import Image
 
 from depthq.cli import main
+from depthq.codec.images import read_image
 from depthq.config import DataConfig, RunConfig
 from depthq.evaluate.compressai_schema import CodecResults, ImageResult
-from depthq.evaluate.quality import image_psnr
+from depthq.evaluate.quality import image_psnr, ssim
 from depthq.io import Export, save_model, state_digest
 from depthq.models import HierarchicalAutoencoder, preset
 from depthq.prior import CodeLayout, PriorConfig, PriorModel, save_prior
+from depthq.runs import SavedRun, codec_of
 from depthq.runs.full_resolution import evaluate_full_resolution, frontier
 
 TILE = 16
@@ -74,6 +76,15 @@ def test_whole_images_give_compressai_files_the_anchors_and_exact_lossless_round
     assert set(raw) >= {"name", "description", "results"}
     assert {"psnr-rgb", "bpp", "encoding_time", "decoding_time"} <= set(raw["results"])
     assert all(isinstance(v, float) for values in raw["results"].values() for v in values)
+    # SSIM as an extra series: the mean over the images of each decoded image's SSIM
+    for point in range(len(result.model.images)):
+        run = SavedRun.open(runs[0] if result.model.settings[point] == "run0" else runs[1])
+        codec = codec_of(run).codec
+        decoded = [codec.decompress(codec.compress([read_image(folder / f"{n}.png", 3)], lossy=True))[0]
+                   for n in names]  # fmt: skip
+        originals = [read_image(folder / f"{n}.png", 3) for n in names]
+        expected = np.mean([ssim(x, y) for x, y in zip(originals, decoded)])
+        assert raw["results"]["ssim-rgb"][point] == pytest.approx(expected)
     for anchor in ("jpeg", "webp"):
         assert CodecResults.read(out / f"{anchor}.json").points >= 4
     # two points: BD by pchip over the frontiers, or a note saying why not, for each anchor on
@@ -98,9 +109,6 @@ def test_whole_images_give_compressai_files_the_anchors_and_exact_lossless_round
 def test_a_lossy_point_is_measured_against_the_decoded_file(setup, tmp_path):
     """PSNR of the per-image record is that of the .dqz file's decoded image with the original."""
     runs, folder = setup
-    from depthq.codec.images import read_image
-    from depthq.runs import SavedRun, codec_of
-
     result = evaluate_full_resolution(runs[:1], folder, tmp_path / "o", lossless=False, max_images=1, progress=False)
     codec = codec_of(SavedRun.open(runs[0])).codec
     x = read_image(folder / "im0.png", 3)
