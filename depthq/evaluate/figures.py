@@ -265,7 +265,15 @@ def rd_curves(
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False, layout="constrained")
     for ax, (metric, lines) in zip(axes[0], panels):
         for name, xs, ys, dashed in lines:
-            ax.plot(xs, ys, "--" if dashed else "-", marker=".", ms=5, lw=1, label=name)
+            ax.plot(
+                xs,
+                ys,
+                "--" if dashed else "-",
+                marker="o" if len(xs) < 3 else ".",
+                ms=7 if len(xs) < 3 else 5,
+                lw=1,
+                label=name,
+            )
         ax.set_xlabel("bits per pixel (bpp)")
         ax.set_ylabel(RD_AXES[metric])
         ax.grid(alpha=0.3)
