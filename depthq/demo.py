@@ -120,6 +120,16 @@ FIGURES = (
     ("test PSNR (dB) of the mean reconstruction", 2, lambda r: r.result.psnr),
     ("JPEG PSNR (dB) at the model's code rate", 2, lambda r: _anchor_psnr(r, "JPEG")),
     ("WebP PSNR (dB) at the model's code rate", 2, lambda r: _anchor_psnr(r, "WebP")),
+    *(
+        (
+            f"colour bias {channel} (levels, mean abs. per-patch mean error)",
+            1,
+            lambda r, c=c: (
+                math.nan if not r.result.colour_bias or c >= len(r.result.colour_bias) else r.result.colour_bias[c]
+            ),
+        )
+        for c, channel in enumerate("RGB")
+    ),
     ("code rate, bits/pixel (empirical prior)", 3, code_rate_bpp),
     ("distortion bits/dim (paper convention)", 3, lambda r: r.result.distortion),
     ("total bits/dim, uniform prior", 3, lambda r: r.result.total("uniform")),

@@ -62,6 +62,7 @@ class Evaluator:
         # device accumulators (float64): read back once, in result()
         self._nll: Tensor | None = None
         self._squared_error: Tensor | None = None
+        self._colour: Tensor | None = None  # (2, C): sums over images of |per-image channel mean error| and of it
         self._rate_bits: list[Tensor] | None = None
         self._nonfinite: list[Tensor | int] = [0] * config.num_levels  # per level, summed over codebooks
 
@@ -80,8 +81,12 @@ class Evaluator:
             raise ValueError(f"all images of an evaluation must have {self.dims} dims, got {dims}")
         head = self.model.head
         recon = head.mean(out.params)
-        squared = (recon.double() - x.double()).pow(2).sum()
+        error = recon.double() - x.double()
+        squared = error.pow(2).sum()
         self._squared_error = squared if self._squared_error is None else self._squared_error + squared
+        bias = error.mean((2, 3))  # (B, C): each image's mean colour error per channel
+        colour = torch.stack([bias.abs().sum(0), bias.sum(0)])
+        self._colour = colour if self._colour is None else self._colour + colour
         if head.has_likelihood:
             nll = head.nll(out.params, x).double().sum()
             self._nll = nll if self._nll is None else self._nll + nll
@@ -110,6 +115,7 @@ class Evaluator:
             likelihood = Likelihood(float(self._nll) / n, dims)
         rates = tuple(Rate(p.name, p.description, float(bits) / n) for p, bits in zip(self.priors, rate_bits))
         levels = tuple(self._level(i, stats) for i, stats in enumerate(self.codes))
+        colour = None if self._colour is None else (self._colour / n).tolist()
         return EvalResult(
             images=n,
             dims=dims,
@@ -123,6 +129,8 @@ class Evaluator:
             levels=levels,
             options=self.options,
             source=source,
+            colour_bias=None if colour is None else tuple(colour[0]),
+            colour_shift=None if colour is None else tuple(colour[1]),
         )
 
     def _level(self, index: int, stats: CodeStatistics) -> LevelStats:

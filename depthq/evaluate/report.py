@@ -66,6 +66,7 @@ def _rows(results: Mapping[str, EvalResult]) -> list[Row]:
         *((f"rate, bits per image ({p} prior)", _rate_per_image(p)) for p in priors),
         ("MSE (pixel levels^2)", lambda r: f"{r.mse:.1f}"),
         ("PSNR (dB)", lambda r: f"{r.psnr:.2f}"),
+        ("colour bias per channel (levels, mean abs. per-image mean error)", _colour),
         ("codebooks x K per level", _per_level(lambda lv: f"{lv.codebooks}x{lv.codebook_size}")),
         ("codes used (mean fraction per level)", _per_level(lambda lv: f"{lv.mean_used_fraction:.0%}")),
         ("entropy (mean nats per codebook, per level)", _per_level(lambda lv: f"{lv.mean_entropy:.2f}")),
@@ -77,6 +78,10 @@ def _rows(results: Mapping[str, EvalResult]) -> list[Row]:
         ("mean off-diagonal MI (nats, per level)", _per_level(_mi)),
         ("parameters", lambda r: "n/a (unknown)" if r.source is None else f"{r.source.parameters:,}"),
     ]
+
+
+def _colour(r: EvalResult) -> str:
+    return "n/a (not measured)" if r.colour_bias is None else " / ".join(f"{v:.1f}" for v in r.colour_bias)
 
 
 def _nonfinite_rows(results: Mapping[str, EvalResult]) -> list[tuple[str, list[str]]]:

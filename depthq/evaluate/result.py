@@ -263,6 +263,12 @@ class EvalResult:
     source: RunSource | None = None
     anchors: ResultSection | None = None
     codec: ResultSection | None = None
+    colour_bias: tuple[float, ...] | None = None
+    """Per channel, the mean over the images of |the image's mean of (decoded - original)|, in
+    levels (``depthq.evaluate.quality.colour_bias``): how tinted a reconstruction is, either way."""
+    colour_shift: tuple[float, ...] | None = None
+    """Per channel, the mean over the images of the image's mean of (decoded - original): a tint
+    the images share. Both None in results written before depthq 0.2 measured them."""
 
     def __post_init__(self) -> None:
         names = [r.prior for r in self.rates]
@@ -354,6 +360,8 @@ class EvalResult:
     def metrics(self, prefix: str = "val/") -> dict[str, float]:
         """Flat scalar metrics for loggers (metrics.csv, TensorBoard); names in ``metric_name``."""
         out = {f"{prefix}mse": self.mse, f"{prefix}psnr": self.psnr, f"{prefix}selection": self.selection}
+        if self.colour_bias is not None:
+            out[f"{prefix}colour_bias_max"] = max(self.colour_bias)
         for fig in self.figures:
             out[metric_name(fig.key, prefix=prefix)] = fig.bits_per_dim
         for lv in self.levels:
@@ -389,6 +397,8 @@ class EvalResult:
             "source": None if self.source is None else self.source.to_dict(),
             "anchors": None if self.anchors is None else self.anchors.to_dict(),
             "codec": None if self.codec is None else self.codec.to_dict(),
+            "colour_bias": None if self.colour_bias is None else list(self.colour_bias),
+            "colour_shift": None if self.colour_shift is None else list(self.colour_shift),
         }
 
     @classmethod
@@ -416,6 +426,9 @@ class EvalResult:
             kwargs["levels"] = tuple(LevelStats.from_dict(lv) for lv in kwargs["levels"])
             kwargs["options"] = EvalOptions.from_dict(kwargs["options"])
             kwargs["source"] = None if kwargs["source"] is None else RunSource.from_dict(kwargs["source"])
+            for key in ("colour_bias", "colour_shift"):
+                value = kwargs.get(key)
+                kwargs[key] = None if value is None else tuple(float(v) for v in value)
             for kind in SECTIONS:
                 kwargs[kind] = read_section(kind, kwargs[kind])
             return cls(**kwargs)

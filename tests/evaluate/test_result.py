@@ -13,6 +13,7 @@ import torch
 from depthq.data import ImageSet
 from depthq.errors import SchemaError
 from depthq.evaluate import EmpiricalPrior, EvalOptions, EvalResult, Evaluator, evaluate
+from depthq.evaluate.quality import colour_bias
 from depthq.evaluate.report import format_table
 from depthq.evaluate.result import SCHEMA_VERSION, register_section
 from depthq.models import HierarchicalAutoencoder, preset
@@ -170,3 +171,20 @@ def test_the_evaluator_refuses_an_empty_evaluation(setup):
     model, _ = setup
     with pytest.raises(ValueError, match="no images were evaluated"):
         Evaluator(model, EvalOptions()).result(data="x")
+
+
+def test_the_colour_bias_is_that_of_the_reconstructions_and_round_trips(setup):
+    model, images = setup
+    result = evaluate(model, images)
+    with torch.no_grad():
+        recon = model.head.mean(model(images.images).params)
+    expected = colour_bias(images.images, recon)
+    assert result.colour_bias == pytest.approx(expected.mean_abs)
+    assert result.colour_shift == pytest.approx(expected.mean)
+    assert EvalResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    # results written before the fields existed still read, without them
+    old = result.to_dict()
+    del old["colour_bias"], old["colour_shift"]
+    assert EvalResult.from_dict(old).colour_bias is None
+    row = next(line for line in format_table({"a": result}).splitlines() if line.startswith("| colour bias"))
+    assert " / ".join(f"{v:.1f}" for v in expected.mean_abs) in row
