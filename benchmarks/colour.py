@@ -3,7 +3,7 @@ continuous bottleneck (``model.continuous``: the quantizers replaced by the iden
 recipe, data and budget, on the demo's test split and on training patches.
 
     python benchmarks/colour.py [--reuse results/demo] [--seeds 0 1] [--steps 800] [--data scenes]
-                                [--train-images 512] [--out PATH]
+                                [--models DQ-AE VQ-VAE continuous] [--train-images 512] [--out PATH]
 
 ``--reuse`` takes the demo's own run folders (``dq-seed<S>``, ``vq-seed<S>``) where they exist
 and were trained with this budget; every other run (and every continuous one) is trained here,
@@ -69,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--data", default="scenes")
     parser.add_argument("--train-images", type=int, default=512, help="training patches measured (the first N)")
+    parser.add_argument("--models", nargs="+", choices=[m[0] for m in MODELS], default=[m[0] for m in MODELS])
     parser.add_argument("--out", default="benchmarks/results/colour.json")
     args = parser.parse_args(argv)
     runs_root = Path(args.out).resolve().parent / "colour-runs"
     figures: dict[str, dict] = {}
     for seed in args.seeds:
         for label, quantizer, continuous in MODELS:
+            if label not in args.models:
+                continue
             config = config_of(quantizer, continuous, args.steps, seed, args.data)
             name = f"{'continuous' if continuous else quantizer}-seed{seed}"
             run_dir = Path(args.reuse) / name if args.reuse and not continuous else runs_root / name
