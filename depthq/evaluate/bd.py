@@ -107,8 +107,10 @@ def bd_rate(
     """BD-rate of ``test`` against ``anchor`` in percent (negative: ``test`` saves bits).
 
     Args:
-        anchor_rates, test_rates: (N,) positive rates, one unit for both (e.g. bits per pixel).
-        anchor_quality, test_quality: (N,) qualities in dB (PSNR, or MS-SSIM in dB).
+        anchor_rates: (N,) positive rates of the anchor (e.g. bits per pixel).
+        anchor_quality: (N,) the anchor's qualities in dB (PSNR, or MS-SSIM in dB).
+        test_rates: (N,) positive rates of the tested curve, in the anchor's unit.
+        test_quality: (N,) its qualities in dB.
         method: "cubic" (VCEG-M33) or "pchip" (JCT-VC's spreadsheet).
 
     Example (VCEG-M33's own curves)::

@@ -258,7 +258,8 @@ def aggregate(name: str, description: str, points: Sequence[Sequence[ImageResult
     """CompressAI's aggregate: at each rate point the mean of every series over its images.
 
     Args:
-        name, description: the curve's label and how it was measured.
+        name: the curve's label.
+        description: how it was measured.
         points: per rate point, one ``ImageResult`` per image; every point must hold the same
             images (by ``source``). A series some image lacks (e.g. MS-SSIM of an image too small
             for it) is left out of the file for every point, as CompressAI's ``bench --metrics``

@@ -174,7 +174,8 @@ def evaluate_lossy(
         images: the originals, uint8 (C, H, W) each, C = 1 or 3, any sizes (numpy or torch).
         names: one unique name per image (CompressAI: the file's stem).
         points: per rate point, one ``LossyImage`` per image, in the order of ``images``.
-        name, description: the curve's label and how it was measured.
+        name: the curve's label.
+        description: how it was measured.
         settings: per rate point, a label (default "point 0", "point 1", ...).
         ms_ssim: measure MS-SSIM (the slow part on large images).
 
@@ -229,7 +230,8 @@ def pillow_anchor(
     """JPEG or WebP (Pillow) on whole images at a sweep of qualities, in CompressAI's schema.
 
     Args:
-        images, names: as ``evaluate_lossy``.
+        images: as ``evaluate_lossy``.
+        names: as ``evaluate_lossy``.
         codec: "JPEG" or "WebP".
         qualities: the sweep (default ``anchors.JPEG_QUALITIES`` / ``anchors.WEBP_QUALITIES``).
         options: Pillow's save options at a quality (default: Pillow's defaults, as CompressAI's

@@ -83,9 +83,10 @@ class ResidualQuantizer(nn.Module):
         dropout: quantizer dropout in training (module docstring).
         dropout_min_stages: the fewest stages a training batch uses (1 <= it <= S).
         dropout_seed: seed of the stage-count sequence (identical on every rank by default).
-        learning, decay, eps, dead_code_threshold, kmeans_init, kmeans_iters, cosine,
-            chunk_elements, search: every stage's DepthwiseQuantizer settings (cosine: each
-            stage quantizes the direction of its residual and outputs a unit code).
+        learning: every stage's DepthwiseQuantizer setting, as are ``decay``, ``eps``,
+            ``dead_code_threshold``, ``kmeans_init``, ``kmeans_iters``, ``cosine``,
+            ``chunk_elements`` and ``search`` (cosine: each stage quantizes the direction of
+            its residual and outputs a unit code).
 
     Attributes:
         stages: the S DepthwiseQuantizer stages (an ``nn.ModuleList``).
