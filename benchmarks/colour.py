@@ -8,7 +8,7 @@ recipe, data and budget, on the demo's test split and on training patches.
 ``--reuse`` takes the demo's own run folders (``dq-seed<S>``, ``vq-seed<S>``) where they exist
 and were trained with this budget; every other run (and every continuous one) is trained here,
 into ``<out's folder>/colour-runs/``. Per run and split: PSNR over all sub-pixels (from the
-summed squared error), and the per-image colour bias (``depthq.evaluate.quality.colour_bias``:
+summed squared error) and the per-image colour bias (``EvalResult.colour_bias``, ``depthq eval``'s:
 per patch and channel, the mean of decoded - original; its mean absolute value over the patches,
 and its mean). The decoded image is the mean of p(x|z), as the demo's pictures show it.
 """
@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-
 from benchmarks.common import print_tables, write_results  # noqa: E402
 from depthq.config import RunConfig  # noqa: E402
+from depthq.data.imageset import ImageSet  # noqa: E402
 from depthq.demo import demo_config  # noqa: E402
-from depthq.evaluate.quality import colour_bias  # noqa: E402
+from depthq.evaluate.evaluator import evaluate  # noqa: E402
+from depthq.evaluate.result import EvalOptions  # noqa: E402
 from depthq.results import Table  # noqa: E402
 from depthq.runs import SavedRun  # noqa: E402
 from depthq.train import train  # noqa: E402
@@ -48,18 +47,12 @@ def reusable(run_dir: Path, config: RunConfig) -> bool:
     return saved is not None and saved.model == config.model and saved.train.steps == config.train.steps
 
 
-@torch.no_grad()
-def measure(run: SavedRun, images: torch.Tensor, batch: int = 256) -> dict:
-    head, decoded = run.model.head, []
-    squared = 0.0
-    for start in range(0, len(images), batch):
-        x = images[start : start + batch]
-        recon = head.mean(run.model(x).params)
-        squared += float((recon.double() - x.double()).pow(2).sum())
-        decoded.append(recon)
-    mse = squared / images.numel()
-    bias = colour_bias(images, torch.cat(decoded))
-    return {"psnr": 10 * math.log10(255**2 / mse), "images": len(images), **bias.to_dict()}
+def measure(run: SavedRun, images: ImageSet) -> dict:
+    """PSNR and colour bias of the run's mean reconstructions, as ``depthq eval`` measures them."""
+    result = evaluate(run.model, images, EvalOptions(split=images.split, diagnostics=False, device="cpu"))
+    assert result.colour_bias is not None and result.colour_shift is not None
+    return {"psnr": result.psnr, "images": result.images, "mean_abs": list(result.colour_bias),
+            "mean": list(result.colour_shift)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                     train(config, run_dir, description=f"training {label}, seed {seed}")
             run = SavedRun.open(run_dir)
             module = run.datamodule()
+            train_set = module.dataset("train")
             splits = {
-                "test": module.dataset("test").images,
-                "train": module.dataset("train").images[: args.train_images],
+                "test": module.dataset("test"),
+                "train": ImageSet(train_set.images[: args.train_images], name=train_set.name, split="train"),
             }
             figures[name] = {"model": label, "seed": seed, "run_dir": str(run_dir)}
             for split, images in splits.items():

@@ -141,7 +141,8 @@ def ideal_bits(
     return IdealBits(per_image(distortion), per_image(rate), per_image(other) if other else None)
 
 
-def _timed(fn, *args, **kwargs):
+def timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), its wall-clock seconds)``."""
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
@@ -164,13 +165,13 @@ def measure_files(
         raise ValueError(f"expected a non-empty uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     codec = codec or Codec(model, prior)
     n, dims, pixels = len(images), images[0].numel(), images.shape[2] * images.shape[3]
-    files, t_compress = _timed(codec.compress, images)
-    decoded, t_decompress = _timed(codec.decompress, files)
+    files, t_compress = timed(codec.compress, images)
+    decoded, t_decompress = timed(codec.decompress, files)
     wrong = [i for i, (a, b) in enumerate(zip(decoded, images)) if not torch.equal(a, b)]
     if wrong:
         raise ValueError(f"lossless round trip failed for {len(wrong)} of {n} images (first: {wrong[0]})")
-    lossy, t_lossy = _timed(codec.compress, images, lossy=True)
-    recon, t_lossy_back = _timed(codec.decompress, lossy)
+    lossy, t_lossy = timed(codec.compress, images, lossy=True)
+    recon, t_lossy_back = timed(codec.decompress, lossy)
     mse = float(((torch.stack(recon).double() - images.double()) ** 2).mean())
     lossless_bytes = float(np.mean([len(f) for f in files]))
     lossy_bytes = float(np.mean([len(f) for f in lossy]))

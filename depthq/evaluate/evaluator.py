@@ -84,7 +84,9 @@ class Evaluator:
         error = recon.double() - x.double()
         squared = error.pow(2).sum()
         self._squared_error = squared if self._squared_error is None else self._squared_error + squared
-        bias = error.mean((2, 3))  # (B, C): each image's mean colour error per channel
+        # (B, C): each image's mean colour error per channel, quality.per_image_colour_bias's
+        # figure from the error already computed for the MSE
+        bias = error.mean((2, 3))
         colour = torch.stack([bias.abs().sum(0), bias.sum(0)])
         self._colour = colour if self._colour is None else self._colour + colour
         if head.has_likelihood:

@@ -29,6 +29,7 @@ under 176; ``tests/evaluate/test_quality.py`` shows the difference).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,7 @@ def ms_ssim_db(value: float) -> float:
     return math.inf if value == 1.0 else -10.0 * math.log10(1.0 - value)
 
 
+@dataclass(frozen=True)
 class ColourBias:
     """How far the mean colour of each decoded image is from its original's, per channel.
 
@@ -130,8 +132,9 @@ class ColourBias:
     shows here, not in PSNR alone.
     """
 
-    def __init__(self, mean_abs: tuple[float, ...], mean: tuple[float, ...], images: int) -> None:
-        self.mean_abs, self.mean, self.images = mean_abs, mean, images
+    mean_abs: tuple[float, ...]
+    mean: tuple[float, ...]
+    images: int
 
     def worst(self) -> float:
         """The largest per-channel mean absolute bias."""
@@ -139,9 +142,6 @@ class ColourBias:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean_abs": list(self.mean_abs), "mean": list(self.mean), "images": self.images}
-
-    def __repr__(self) -> str:
-        return f"ColourBias(mean_abs={self.mean_abs}, mean={self.mean}, images={self.images})"
 
 
 def per_image_colour_bias(reference: Any, decoded: Any) -> torch.Tensor:

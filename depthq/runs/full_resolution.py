@@ -34,7 +34,6 @@ import dataclasses
 import math
 import os
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,9 +46,10 @@ from tqdm.auto import tqdm
 from depthq.atomic import write_json
 from depthq.codec.format import CodecError
 from depthq.codec.images import read_image
+from depthq.codec.measure import timed
 from depthq.data.folder import list_images
 from depthq.errors import DataError, RunDirError, UsageError
-from depthq.evaluate.anchors import MAX_SIDE, encode, pil_image
+from depthq.evaluate.anchors import LOSSLESS, MAX_SIDE, PNG, WEBP_LOSSLESS, encode, pil_image
 from depthq.evaluate.bd import MIN_POINTS
 from depthq.evaluate.compressai_schema import MS_SSIM_DB_RGB, PSNR_RGB, CodecResults
 from depthq.evaluate.figures import rd_curves
@@ -135,22 +135,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def _timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    value = fn(*args, **kwargs)
-    return value, time.perf_counter() - start
-
-
 def _pillow_lossless_bits(image: torch.Tensor) -> dict[str, float | None]:
+    """PNG's and lossless WebP's bits/dim on one image, with the anchors' per-file settings
+    (``anchors.LOSSLESS``, as every other depthq evaluation)."""
     c, h, w = image.shape
     array = image.permute(1, 2, 0).numpy()
-    bits: dict[str, float | None] = {
-        "PNG": 8.0 * len(encode(pil_image(array), format="PNG", optimize=True)) / (c * h * w)
-    }
+    bits: dict[str, float | None] = {"PNG": 8.0 * len(encode(pil_image(array), **LOSSLESS[PNG][0])) / (c * h * w)}
     if max(h, w) > MAX_SIDE:
         bits["WebP"] = None
     else:  # WebP has no greyscale mode: one channel is coded as RGB, the whole file counted
-        webp = encode(pil_image(array, rgb=c == 1), format="WEBP", lossless=True, quality=100, method=6)
+        webp = encode(pil_image(array, rgb=c == 1), **LOSSLESS[WEBP_LOSSLESS][0])
         bits["WebP"] = 8.0 * len(webp) / (c * h * w)
     return bits
 
@@ -229,12 +223,12 @@ def evaluate_full_resolution(
         for label, codec in zip(labels, codecs):
             coded = []
             for x, source, pillow in zip(images, names, pillow_lossless):
-                [blob], enc = _timed(codec.compress, [x], lossy=True)
-                [decoded], dec = _timed(codec.decompress, [blob])
+                [blob], enc = timed(codec.compress, [x], lossy=True)
+                [decoded], dec = timed(codec.decompress, [blob])
                 coded.append(LossyImage(len(blob), decoded, enc, dec))
                 if lossless:
-                    [exact_blob], lenc = _timed(codec.compress, [x])
-                    [back], ldec = _timed(codec.decompress, [exact_blob])
+                    [exact_blob], lenc = timed(codec.compress, [x])
+                    [back], ldec = timed(codec.decompress, [exact_blob])
                     c, h, w = x.shape
                     exact = bool(torch.equal(back, x))
                     if not exact:
@@ -246,6 +240,12 @@ def evaluate_full_resolution(
                 bar.update(1)
             points.append(coded)
 
+    # the points in order of increasing bpp (the mean of the images' bpp, as the aggregate's):
+    # BD and the plots want a curve
+    order = sorted(
+        range(len(points)), key=lambda i: np.mean([8 * c.nbytes / x[0].numel() for x, c in zip(images, points[i])])
+    )
+    points, labels = [points[i] for i in order], [labels[i] for i in order]
     notes: list[str] = []
     try:
         model = evaluate_lossy(
@@ -253,7 +253,7 @@ def evaluate_full_resolution(
         )
     except ValueError as err:
         raise DataError(f"full-resolution evaluation of {folder}: {err}") from None
-    model = _by_rate(_with_ssim(model, images, points, labels, notes))
+    model = _with_ssim(model, images, points, notes)
     notes += model.notes
     anchors = {}
     for codec_name in ANCHORS:
@@ -300,7 +300,7 @@ def evaluate_full_resolution(
 
 
 def _with_ssim(
-    rd: RateDistortion, images: Sequence, points: Sequence[Sequence[LossyImage]], labels: Sequence[str], notes: list
+    rd: RateDistortion, images: Sequence, points: Sequence[Sequence[LossyImage]], notes: list
 ) -> RateDistortion:
     """The curve with the mean SSIM per point as an extra series ``ssim-rgb`` (CompressAI's files
     have no SSIM key; its plotting tool ignores series it does not ask for), when every image
@@ -309,8 +309,7 @@ def _with_ssim(
     if any(v is None for point in values for v in point):
         notes.append("no SSIM: an image has a side under 11 pixels (one window)")
         return rd
-    by_label = dict(zip(labels, (float(np.mean(point)) for point in values)))  # type: ignore[arg-type]
-    extra = {**rd.results.extra, SSIM_RGB: tuple(by_label[s] for s in rd.settings)}
+    extra = {**rd.results.extra, SSIM_RGB: tuple(float(np.mean(point)) for point in values)}  # type: ignore[arg-type]
     return RateDistortion(dataclasses.replace(rd.results, extra=extra), rd.images, rd.settings, rd.notes)
 
 
@@ -318,23 +317,6 @@ def _description(runs: Sequence[SavedRun]) -> str:
     return "depthq lossy .dqz (mean of p(x|z)), whole images padded to the tile grid; runs: " + ", ".join(
         f"{r.run_dir.name} ({r.weights}, {r.digest[:12]})" for r in runs
     )
-
-
-def _by_rate(rd: RateDistortion) -> RateDistortion:
-    """The points in order of increasing bpp (BD and the plots want a curve)."""
-    order = sorted(range(rd.results.points), key=lambda i: rd.results.bpp[i])
-    if order == list(range(rd.results.points)):
-        return rd
-    r = rd.results
-
-    def pick(series):
-        return None if series is None else tuple(series[i] for i in order)
-
-    results = CodecResults(
-        r.name, r.description, pick(r.bpp), pick(r.psnr_rgb), pick(r.ms_ssim_rgb), pick(r.ms_ssim_db_rgb),
-        pick(r.encoding_time), pick(r.decoding_time), {k: pick(v) for k, v in r.extra.items()}, r.meta,
-    )  # fmt: skip
-    return RateDistortion(results, tuple(rd.images[i] for i in order), tuple(rd.settings[i] for i in order), rd.notes)
 
 
 def _write(
